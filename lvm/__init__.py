@@ -1,0 +1,53 @@
+"""lvm: latent variable models as small, pure, jit-compiled JAX functions.
+
+Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS) ->
+``distributions`` (priors and proposals) -> ``models`` (log_joint, exact pieces) ->
+``estimators`` (naive MC, importance sampling / IWAE, ELBO) -> fitting and training.
+"""
+
+from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
+from lvm.distributions import (
+    Categorical,
+    DiagonalNormal,
+    MultivariateNormal,
+    kl_divergence,
+    sample_n,
+)
+from lvm.estimators import (
+    ELBO,
+    IWAE,
+    ELBOTerms,
+    elbo,
+    elbo_analytic_kl,
+    elbo_decomposition,
+    importance_sampling,
+    iwae_bound,
+    log_weight,
+    log_weights,
+    naive_monte_carlo,
+)
+from lvm.models import GaussianMixture, LinearGaussian
+
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "Categorical",
+    "DiagonalNormal",
+    "ELBOTerms",
+    "GaussianMixture",
+    "LinearGaussian",
+    "MultivariateNormal",
+    "effective_sample_size",
+    "elbo",
+    "elbo_analytic_kl",
+    "elbo_decomposition",
+    "importance_sampling",
+    "iwae_bound",
+    "kl_divergence",
+    "log_mean_exp",
+    "log_weight",
+    "log_weights",
+    "naive_monte_carlo",
+    "particle_log_mean_exp",
+    "sample_n",
+]

@@ -1,0 +1,83 @@
+"""The numerical tricks, each written once: log-mean-exp (plain and streaming) and ESS."""
+
+import math
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float
+
+from lvm._checks import check_num_samples
+from lvm.types import Key, Scalar
+
+
+def log_mean_exp(log_w: Float[Array, "k ..."], axis: int = 0) -> Float[Array, "..."]:
+    r"""Stable :math:`\log \frac1k \sum_{i=1}^k e^{\ell_i}` along ``axis``.
+
+    Computed as ``logsumexp(log_w, axis) - log k``; never exponentiates ``log_w``
+    without first subtracting its maximum.
+    """
+    k = log_w.shape[axis]
+    return jax.nn.logsumexp(log_w, axis=axis) - math.log(k)
+
+
+def effective_sample_size(log_w: Float[Array, " k"]) -> Scalar:
+    r"""Kish's effective sample size of importance weights given in log space.
+
+    .. math:: \mathrm{ESS} = \frac{(\sum_i w_i)^2}{\sum_i w_i^2}
+              = \exp\big(2\,\mathrm{lse}(\ell) - \mathrm{lse}(2\ell)\big),
+
+    between 1 (one weight dominates) and k (all weights equal).
+    """
+    return jnp.exp(2.0 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2.0 * log_w))
+
+
+def _merge_lse(carry, chunk):
+    """Fold a chunk of log-values into a running (max, scaled sum) log-sum-exp state."""
+    running_max, running_sum = carry
+    new_max = jnp.maximum(running_max, jnp.max(chunk))
+    # All -inf so far: keep the shift finite so that exp() gives 0, not NaN.
+    shift = jnp.where(jnp.isfinite(new_max), new_max, 0.0)
+    running_sum = running_sum * jnp.exp(running_max - shift) + jnp.sum(jnp.exp(chunk - shift))
+    return new_max, running_sum
+
+
+def particle_log_mean_exp(
+    particle: Callable[[Key], Scalar],
+    key: Key,
+    *,
+    num_samples: int,
+    chunk_size: int | None = None,
+) -> Scalar:
+    r"""Log-mean-exp of ``particle(key_i)`` over ``num_samples`` split keys.
+
+    .. math:: \log \frac1k \sum_{i=1}^k e^{\ell(\mathrm{key}_i)},
+              \quad (\mathrm{key}_1..\mathrm{key}_k) = \mathrm{split}(\mathrm{key}, k)
+
+    With ``chunk_size=None`` all k particles are evaluated at once with ``vmap``.
+    Otherwise they are evaluated ``chunk_size`` at a time inside ``lax.scan``
+    with a running log-sum-exp, so peak memory is that of one chunk whatever k
+    is; the particles (and so the result, up to float round-off) are identical.
+    The chunk body is rematerialised under ``jax.grad`` so gradient memory does
+    not grow with k either.
+    """
+    num_samples = check_num_samples(num_samples)
+    keys = jax.random.split(key, num_samples)
+    if chunk_size is None or chunk_size >= num_samples:
+        return log_mean_exp(jax.vmap(particle)(keys))
+    chunk_size = check_num_samples(chunk_size, "chunk_size")
+
+    num_chunks, remainder = divmod(num_samples, chunk_size)
+    body_keys = keys[: num_chunks * chunk_size].reshape((num_chunks, chunk_size) + keys.shape[1:])
+    dtype = jnp.result_type(jax.eval_shape(particle, keys[0]).dtype)
+    init = (jnp.array(-jnp.inf, dtype), jnp.array(0.0, dtype))
+
+    @jax.checkpoint
+    def body(carry, chunk_keys):
+        return _merge_lse(carry, jax.vmap(particle)(chunk_keys)), None
+
+    carry, _ = jax.lax.scan(body, init, body_keys)
+    if remainder:
+        carry = _merge_lse(carry, jax.vmap(particle)(keys[num_chunks * chunk_size :]))
+    running_max, running_sum = carry
+    return running_max + jnp.log(running_sum) - math.log(num_samples)

@@ -1,0 +1,117 @@
+"""Small distributions for priors and proposals: one draw per key, one log-density per z.
+
+Each is an :class:`equinox.Module` (a pytree), so a proposal can be built inside a
+vmapped or jitted function, e.g. an amortized ``q(z|x)`` per datapoint.
+"""
+
+import math
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from lvm._checks import check_num_samples
+from lvm.types import Distribution, Key, Latent, Scalar
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+class DiagonalNormal(eqx.Module):
+    r"""Gaussian :math:`\mathcal N(\mu, \mathrm{diag}(\sigma^2))`, reparameterized: :math:`z = \mu + \sigma \odot \epsilon`."""
+
+    loc: Float[Array, " d"]
+    scale: Float[Array, " d"]
+
+    def sample(self, key: Key) -> Float[Array, " d"]:
+        eps = jax.random.normal(key, self.loc.shape, self.loc.dtype)
+        return self.loc + self.scale * eps
+
+    def log_prob(self, z: Float[Array, " d"]) -> Scalar:
+        u = (z - self.loc) / self.scale
+        return -0.5 * jnp.sum(u**2) - jnp.sum(jnp.log(self.scale)) - 0.5 * u.size * _LOG_2PI
+
+    def entropy(self) -> Scalar:
+        d = self.loc.size
+        return jnp.sum(jnp.log(self.scale)) + 0.5 * d * (1.0 + _LOG_2PI)
+
+    @property
+    def scale_tril(self) -> Float[Array, "d d"]:
+        return jnp.diag(self.scale)
+
+
+class MultivariateNormal(eqx.Module):
+    r"""Gaussian :math:`\mathcal N(\mu, LL^\top)` with lower-triangular ``scale_tril`` L: :math:`z = \mu + L\epsilon`."""
+
+    loc: Float[Array, " d"]
+    scale_tril: Float[Array, "d d"]
+
+    def sample(self, key: Key) -> Float[Array, " d"]:
+        eps = jax.random.normal(key, self.loc.shape, self.loc.dtype)
+        return self.loc + self.scale_tril @ eps
+
+    def log_prob(self, z: Float[Array, " d"]) -> Scalar:
+        u = jax.scipy.linalg.solve_triangular(self.scale_tril, z - self.loc, lower=True)
+        log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
+        return -0.5 * jnp.sum(u**2) - log_det - 0.5 * u.size * _LOG_2PI
+
+    def entropy(self) -> Scalar:
+        d = self.loc.size
+        log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
+        return log_det + 0.5 * d * (1.0 + _LOG_2PI)
+
+    @property
+    def covariance(self) -> Float[Array, "d d"]:
+        return self.scale_tril @ self.scale_tril.T
+
+
+class Categorical(eqx.Module):
+    r"""Categorical over :math:`\{0, \dots, K-1\}` with probabilities :math:`\mathrm{softmax}(\text{logits})`.
+
+    Not reparameterizable: estimators built on it are unbiased in value, but
+    their gradient w.r.t. the proposal's logits is not the pathwise one.
+    """
+
+    logits: Float[Array, " K"]
+
+    def sample(self, key: Key) -> Int[Array, ""]:
+        return jax.random.categorical(key, self.logits)
+
+    def log_prob(self, z: Int[Array, ""]) -> Scalar:
+        return jax.nn.log_softmax(self.logits)[z]
+
+    def entropy(self) -> Scalar:
+        log_p = jax.nn.log_softmax(self.logits)
+        return -jnp.sum(jnp.exp(log_p) * log_p)
+
+    @property
+    def probs(self) -> Float[Array, " K"]:
+        return jax.nn.softmax(self.logits)
+
+
+def sample_n(key: Key, dist: Distribution, num_samples: int) -> Latent:
+    """Draw ``num_samples`` z from ``dist``, one per split key; leading axis is the sample axis."""
+    num_samples = check_num_samples(num_samples)
+    return jax.vmap(dist.sample)(jax.random.split(key, num_samples))
+
+
+def kl_divergence(
+    q: DiagonalNormal | MultivariateNormal, p: DiagonalNormal | MultivariateNormal
+) -> Scalar:
+    r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` between two Gaussians.
+
+    .. math:: \tfrac12\big[\mathrm{tr}(\Sigma_p^{-1}\Sigma_q)
+              + (\mu_p-\mu_q)^\top\Sigma_p^{-1}(\mu_p-\mu_q) - d
+              + \log\det\Sigma_p - \log\det\Sigma_q\big]
+    """
+    if isinstance(q, DiagonalNormal) and isinstance(p, DiagonalNormal):
+        ratio = (q.scale / p.scale) ** 2
+        mahal = ((q.loc - p.loc) / p.scale) ** 2
+        return 0.5 * jnp.sum(ratio + mahal - 1.0 - jnp.log(ratio))
+    l_p, l_q = p.scale_tril, q.scale_tril
+    solve = jax.scipy.linalg.solve_triangular
+    trace = jnp.sum(solve(l_p, l_q, lower=True) ** 2)
+    mahal = jnp.sum(solve(l_p, q.loc - p.loc, lower=True) ** 2)
+    log_det_p = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diag(l_p))))
+    log_det_q = 2.0 * jnp.sum(jnp.log(jnp.abs(jnp.diag(l_q))))
+    return 0.5 * (trace + mahal - q.loc.size + log_det_p - log_det_q)

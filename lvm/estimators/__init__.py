@@ -1,0 +1,21 @@
+"""Estimators of log p(x) for ONE datapoint; vmap over datapoints outside."""
+
+from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
+from lvm.estimators.importance import importance_sampling, iwae_bound
+from lvm.estimators.naive_mc import naive_monte_carlo
+from lvm.estimators.objectives import ELBO, IWAE
+from lvm.estimators.weights import log_weight, log_weights
+
+__all__ = [
+    "ELBO",
+    "IWAE",
+    "ELBOTerms",
+    "elbo",
+    "elbo_analytic_kl",
+    "elbo_decomposition",
+    "importance_sampling",
+    "iwae_bound",
+    "log_weight",
+    "log_weights",
+    "naive_monte_carlo",
+]

@@ -1,0 +1,32 @@
+"""Array and key aliases shared by the whole package (jaxtyping shapes)."""
+
+from collections.abc import Callable
+from typing import Protocol, runtime_checkable
+
+from jaxtyping import Array, Float, PRNGKeyArray, Shaped
+
+Key = PRNGKeyArray
+Scalar = Float[Array, ""]
+#: A latent value for one datapoint: a vector for continuous z, an integer for a categorical z.
+Latent = Shaped[Array, "..."]
+#: One datapoint.
+Datum = Shaped[Array, "..."]
+#: ``log_joint(x, z) = log p(x, z)`` for one datapoint and one latent value.
+LogJoint = Callable[[Datum, Latent], Scalar]
+#: ``log_likelihood(x, z) = log p(x | z)`` for one datapoint and one latent value.
+LogLikelihood = Callable[[Datum, Latent], Scalar]
+
+
+@runtime_checkable
+class Distribution(Protocol):
+    """What the estimators need of a proposal q(z) (or of a prior p(z)).
+
+    ``sample(key)`` draws ONE z; ``log_prob(z)`` scores one z. Many samples are
+    drawn by vmapping ``sample`` over split keys (:func:`lvm.sample_n`), so that
+    sample i depends only on key i: a chunked estimator then draws exactly the
+    same z_i as the unchunked one.
+    """
+
+    def sample(self, key: Key) -> Latent: ...
+
+    def log_prob(self, z: Latent) -> Scalar: ...

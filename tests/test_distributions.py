@@ -1,0 +1,72 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+import lvm
+
+
+def _random_tril(key, d):
+    a = jax.random.normal(key, (d, d))
+    return jnp.tril(a, -1) + jnp.diag(jnp.exp(0.3 * jax.random.normal(key, (d,))))
+
+
+def test_multivariate_normal_matches_scipy():
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    loc, tril = jax.random.normal(k1, (3,)), _random_tril(k2, 3)
+    q = lvm.MultivariateNormal(loc, tril)
+    z = jax.random.normal(k3, (5, 3))
+    ref = stats.multivariate_normal(np.asarray(loc), np.asarray(tril @ tril.T))
+    np.testing.assert_allclose(jax.vmap(q.log_prob)(z), ref.logpdf(np.asarray(z)), rtol=1e-5)
+    assert float(q.entropy()) == pytest.approx(ref.entropy(), rel=1e-5)
+
+
+def test_diagonal_normal_matches_scipy_and_full_form():
+    loc, scale = jnp.array([0.5, -1.0]), jnp.array([0.3, 2.0])
+    q = lvm.DiagonalNormal(loc, scale)
+    z = jnp.array([0.1, 0.2])
+    want = stats.norm(np.asarray(loc), np.asarray(scale)).logpdf(np.asarray(z)).sum()
+    assert float(q.log_prob(z)) == pytest.approx(want, rel=1e-6)
+    full = lvm.MultivariateNormal(loc, q.scale_tril)
+    assert float(full.log_prob(z)) == pytest.approx(want, rel=1e-6)
+    assert float(q.entropy()) == pytest.approx(float(full.entropy()), rel=1e-6)
+
+
+def test_sample_moments(key):
+    q = lvm.MultivariateNormal(jnp.array([1.0, -2.0]), jnp.array([[1.0, 0.0], [0.5, 0.4]]))
+    z = lvm.sample_n(key, q, 40_000)
+    # Standard error of a mean is sd / sqrt(n); 5 se per coordinate.
+    se = jnp.sqrt(jnp.diag(q.covariance) / 40_000)
+    assert jnp.all(jnp.abs(z.mean(0) - q.loc) < 5 * se)
+    np.testing.assert_allclose(np.cov(np.asarray(z).T), q.covariance, atol=0.03)
+
+
+def test_kl_closed_form_matches_monte_carlo_and_diag_path():
+    k1, k2 = jax.random.split(jax.random.key(1))
+    q = lvm.MultivariateNormal(jnp.array([0.3, -0.2]), _random_tril(k1, 2))
+    p = lvm.MultivariateNormal(jnp.array([-0.5, 0.4]), _random_tril(k2, 2))
+    z = lvm.sample_n(jax.random.key(2), q, 200_000)
+    log_ratio = jax.vmap(q.log_prob)(z) - jax.vmap(p.log_prob)(z)
+    se = float(jnp.std(log_ratio)) / np.sqrt(z.shape[0])
+    assert abs(float(lvm.kl_divergence(q, p)) - float(log_ratio.mean())) < 4 * se
+    qd, pd = (
+        lvm.DiagonalNormal(q.loc, jnp.array([0.5, 2.0])),
+        lvm.DiagonalNormal(p.loc, jnp.ones(2)),
+    )
+    as_full = lvm.kl_divergence(
+        lvm.MultivariateNormal(qd.loc, qd.scale_tril), lvm.MultivariateNormal(pd.loc, pd.scale_tril)
+    )
+    assert float(lvm.kl_divergence(qd, pd)) == pytest.approx(float(as_full), rel=1e-5)
+
+
+def test_categorical_matches_scipy():
+    logits = jnp.array([0.1, 2.0, -1.0])
+    c = lvm.Categorical(logits)
+    p = np.exp(np.asarray(logits, np.float64))
+    p /= p.sum()
+    assert float(c.log_prob(jnp.array(1))) == pytest.approx(np.log(p[1]), rel=1e-6)
+    assert float(c.entropy()) == pytest.approx(stats.entropy(p), rel=1e-6)
+    counts = np.bincount(np.asarray(lvm.sample_n(jax.random.key(0), c, 30_000)), minlength=3)
+    se = np.sqrt(p * (1 - p) / 30_000)
+    assert np.all(np.abs(counts / 30_000 - p) < 5 * se)
