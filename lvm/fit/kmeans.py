@@ -1,0 +1,82 @@
+r"""k-means++ seeding and Lloyd's k-means: the initialisation of EM.
+
+k-means++ (Arthur & Vassilvitskii, 2007) draws the first centre with probability
+proportional to the sample weight :math:`w_n`, and every next one with probability
+
+.. math:: P(c = x_n) \propto w_n \, \min_j \lVert x_n - c_j \rVert^2,
+
+so centres spread over the data. Lloyd's iterations then alternate hard
+assignments :math:`z_n = \arg\min_k \lVert x_n - c_k \rVert^2` and weighted means.
+"""
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import Array, Float, Int
+
+from lvm.types import Key
+
+
+def squared_distances(x: Float[Array, "N D"], centres: Float[Array, "K D"]) -> Float[Array, "N K"]:
+    r""":math:`\lVert x_n - c_k \rVert^2` for all pairs, as one matrix product (clipped at 0)."""
+    x2 = jnp.sum(x**2, -1)[:, None]
+    c2 = jnp.sum(centres**2, -1)[None, :]
+    return jnp.maximum(x2 - 2.0 * x @ centres.T + c2, 0.0)
+
+
+def _log_or_uniform(p: Float[Array, " N"]) -> Float[Array, " N"]:
+    """log p, or a uniform distribution if p is all zero (e.g. every point already a centre)."""
+    positive = jnp.sum(p) > 0
+    return jnp.where(positive, jnp.log(jnp.where(positive, p, 1.0)), 0.0)
+
+
+def kmeans_plusplus(
+    key: Key,
+    x: Float[Array, "N D"],
+    num_clusters: int,
+    *,
+    sample_weight: Float[Array, " N"] | None = None,
+) -> Float[Array, "K D"]:
+    """k-means++ seeding: ``num_clusters`` centres chosen among the rows of x."""
+    n, d = x.shape
+    w = jnp.ones(n, x.dtype) if sample_weight is None else sample_weight
+    keys = jax.random.split(key, num_clusters)
+    first = jax.random.categorical(keys[0], _log_or_uniform(w))
+    centres = jnp.zeros((num_clusters, d), x.dtype).at[0].set(x[first])
+    min_d2 = jnp.sum((x - x[first][None, :]) ** 2, -1)
+
+    def add_centre(j, carry):
+        centres, min_d2 = carry
+        idx = jax.random.categorical(keys[j], _log_or_uniform(w * min_d2))
+        centres = centres.at[j].set(x[idx])
+        min_d2 = jnp.minimum(min_d2, jnp.sum((x - x[idx][None, :]) ** 2, -1))
+        return centres, min_d2
+
+    centres, _ = jax.lax.fori_loop(1, num_clusters, add_centre, (centres, min_d2))
+    return centres
+
+
+def kmeans(
+    key: Key,
+    x: Float[Array, "N D"],
+    num_clusters: int,
+    *,
+    num_iters: int = 10,
+    sample_weight: Float[Array, " N"] | None = None,
+) -> tuple[Float[Array, "K D"], Int[Array, " N"]]:
+    """Lloyd's algorithm from k-means++ seeds; returns (centres, labels).
+
+    A cluster that loses all its points keeps its previous centre.
+    """
+    w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
+    centres = kmeans_plusplus(key, x, num_clusters, sample_weight=w)
+
+    def lloyd(_, centres):
+        labels = jnp.argmin(squared_distances(x, centres), -1)
+        onehot = jax.nn.one_hot(labels, num_clusters, dtype=x.dtype) * w[:, None]
+        count = jnp.sum(onehot, 0)
+        sums = onehot.T @ x
+        safe = jnp.where(count > 0, count, 1.0)[:, None]
+        return jnp.where(count[:, None] > 0, sums / safe, centres)
+
+    centres = jax.lax.fori_loop(0, num_iters, lloyd, centres)
+    return centres, jnp.argmin(squared_distances(x, centres), -1)
