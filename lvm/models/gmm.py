@@ -99,9 +99,13 @@ class GaussianMixture(eqx.Module):
             log_det = self.data_dim * jnp.log(self.scale)
         return -0.5 * jnp.sum(u**2, -1) - log_det - 0.5 * self.data_dim * _LOG_2PI
 
+    def log_likelihood(self, x: Float[Array, " D"], z: Int[Array, ""]) -> Scalar:
+        """log p(x | z) = log N(x; mu_z, Sigma_z)."""
+        return self.component_log_prob(x)[z]
+
     def log_joint(self, x: Float[Array, " D"], z: Int[Array, ""]) -> Scalar:
         """log p(x, z) = log pi_z + log N(x; mu_z, Sigma_z)."""
-        return self.log_weights[z] + self.component_log_prob(x)[z]
+        return self.log_weights[z] + self.log_likelihood(x, z)
 
     def log_marginal(self, x: Float[Array, " D"]) -> Scalar:
         """Exact log p(x): log-sum-exp over components."""
