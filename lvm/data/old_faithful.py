@@ -25,5 +25,7 @@ def load_old_faithful(dtype=np.float64) -> np.ndarray:
         raise ValueError(f"unexpected header in faithful.csv: {lines[0]!r}")
     data = np.array([[float(v) for v in line.split(",")] for line in lines[1:]], dtype=dtype)
     if data.shape != (NUM_POINTS, 2):
-        raise ValueError(f"faithful.csv should hold {NUM_POINTS} rows of 2 columns, got {data.shape}")
+        raise ValueError(
+            f"faithful.csv should hold {NUM_POINTS} rows of 2 columns, got {data.shape}"
+        )
     return data

@@ -33,9 +33,7 @@ class Affine(NamedTuple):
         return jnp.sum(jnp.log(self.scale))
 
 
-def data_affine(
-    x: Float[Array, "N D"], weight: Float[Array, " N"], covariance_type: str
-) -> Affine:
+def data_affine(x: Float[Array, "N D"], weight: Float[Array, " N"], covariance_type: str) -> Affine:
     """Weighted mean and standard deviation of x (a scalar scale for spherical covariances)."""
     w = weight / jnp.sum(weight)
     shift = w @ x

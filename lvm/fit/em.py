@@ -37,13 +37,14 @@ sit far from the origin, so the work is done in centred, unit-variance coordinat
 the returned parameters are mapped back.
 """
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jaxtyping import Array, Bool, Float, Int
+from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
 from lvm._checks import check_finite
 from lvm.fit import _standardize as stdz
@@ -247,9 +248,7 @@ def _fit_from_impl(params, x, weight, reg_covar, tol, *, max_iter):
         stdz.to_standard(params, a), phi, weight, reg, tol, max_iter
     )
     ll = ll - a.log_det
-    return EMResult(
-        stdz.from_standard(p, a), ll, trace - a.log_det, n_iter, converged, ll[None]
-    )
+    return EMResult(stdz.from_standard(p, a), ll, trace - a.log_det, n_iter, converged, ll[None])
 
 
 def _em_step_impl(params, x, weight, reg_covar):
@@ -288,9 +287,7 @@ def _check_data(x, sample_weight, num_components: int | None = None):
     if n == 0:
         raise ValueError("x holds no data points")
     if num_components is not None and num_components > n:
-        raise ValueError(
-            f"num_components={num_components} exceeds the number of data points N={n}"
-        )
+        raise ValueError(f"num_components={num_components} exceeds the number of data points N={n}")
     x = check_finite(x, "x")
     if sample_weight is None:
         return x, jnp.ones(n, x.dtype)
@@ -319,9 +316,9 @@ def _check_settings(covariance_type, reg_covar, tol):
 
 def em_step(
     params: GaussianMixture,
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     *,
-    sample_weight: Float[Array, " N"] | None = None,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
     reg_covar: float = 1e-6,
 ) -> GaussianMixture:
     """One EM iteration (E-step then M-step, see the module docstring); jit-compiled.
@@ -344,7 +341,7 @@ def em_step(
 
 def fit(
     key: Key,
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     *,
     num_components: int,
     covariance_type: str = "full",
@@ -352,7 +349,7 @@ def fit(
     tol: float = 1e-3,
     max_iter: int = 100,
     reg_covar: float = 1e-6,
-    sample_weight: Float[Array, " N"] | None = None,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
     kmeans_iters: int = 0,
 ) -> EMResult:
     """Fit a K-component mixture by EM from k-means++ initialisations, best of several restarts.
@@ -400,12 +397,12 @@ def fit(
 
 def fit_from(
     params: GaussianMixture,
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     *,
     tol: float = 1e-3,
     max_iter: int = 100,
     reg_covar: float = 1e-6,
-    sample_weight: Float[Array, " N"] | None = None,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
 ) -> EMResult:
     """Run EM from given initial parameters (same loop and stopping rule as :func:`fit`)."""
     max_iter = _positive_int(max_iter, "max_iter")
@@ -418,18 +415,23 @@ def fit_from(
 
 def initialize(
     key: Key,
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     *,
     num_components: int,
     covariance_type: str = "full",
     reg_covar: float = 1e-6,
-    sample_weight: Float[Array, " N"] | None = None,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
     kmeans_iters: int = 0,
 ) -> GaussianMixture:
     """The initial mixture :func:`fit` starts a restart from (k-means++ -> hard M-step)."""
     k = _positive_int(num_components, "num_components")
     _check_settings(covariance_type, reg_covar, None)
     x, w = _check_data(x, sample_weight, k)
-    a, xs, phi, reg = _prepare(x, w, reg_covar, covariance_type)
-    p0 = _initial(key, xs, phi, w, reg, k, covariance_type, int(kmeans_iters))
+    return _initialize_jit(key, x, w, reg_covar, k, covariance_type, int(kmeans_iters))
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6))
+def _initialize_jit(key, x, weight, reg_covar, num_components, covariance_type, kmeans_iters):
+    a, xs, phi, reg = _prepare(x, weight, reg_covar, covariance_type)
+    p0 = _initial(key, xs, phi, weight, reg, num_components, covariance_type, kmeans_iters)
     return stdz.from_standard(p0, a)

@@ -15,7 +15,7 @@ accurate far from the origin), vmapped over the data.
 
 import jax
 import jax.numpy as jnp
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, ArrayLike, Float, Int
 
 from lvm._checks import check_finite
 from lvm.models.gmm import GaussianMixture
@@ -31,9 +31,9 @@ def _data(params: GaussianMixture, x) -> Float[Array, "N D"]:
 
 def log_likelihood(
     params: GaussianMixture,
-    x: Float[Array, "N D"],
+    x: Float[ArrayLike, "N D"],
     *,
-    sample_weight: Float[Array, " N"] | None = None,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
 ) -> Scalar:
     r"""Mean log-likelihood :math:`\sum_n w_n \log p(x_n) / \sum_n w_n`, nats per point."""
     log_px = jax.vmap(params.log_marginal)(_data(params, x))
@@ -50,23 +50,23 @@ def num_parameters(params: GaussianMixture) -> int:
     return (k - 1) + k * d + k * per_cov
 
 
-def bic(params: GaussianMixture, x: Float[Array, "N D"]) -> Scalar:
+def bic(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Scalar:
     r"""Bayesian information criterion :math:`-2\sum_n\log p(x_n) + p\log N` (lower is better)."""
     n = x.shape[0]
     return -2.0 * n * log_likelihood(params, x) + num_parameters(params) * jnp.log(n)
 
 
-def aic(params: GaussianMixture, x: Float[Array, "N D"]) -> Scalar:
+def aic(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Scalar:
     r"""Akaike information criterion :math:`-2\sum_n\log p(x_n) + 2p` (lower is better)."""
     n = x.shape[0]
     return -2.0 * n * log_likelihood(params, x) + 2.0 * num_parameters(params)
 
 
-def responsibilities(params: GaussianMixture, x: Float[Array, "N D"]) -> Float[Array, "N K"]:
+def responsibilities(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Float[Array, "N K"]:
     """Posterior p(z_n = k | x_n) for every point: the soft assignments (rows sum to 1)."""
     return jax.vmap(params.responsibilities)(_data(params, x))
 
 
-def predict(params: GaussianMixture, x: Float[Array, "N D"]) -> Int[Array, " N"]:
+def predict(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Int[Array, " N"]:
     """Hard assignments argmax_k p(z_n = k | x_n)."""
     return jnp.argmax(jax.vmap(params.log_responsibilities)(_data(params, x)), -1)

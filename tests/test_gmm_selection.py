@@ -1,0 +1,76 @@
+"""BIC, AIC, log-likelihood and responsibilities against scikit-learn with the same parameters."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from sklearn.mixture import GaussianMixture as SkGMM
+
+import lvm
+from lvm.fit.selection import aic, bic, log_likelihood, num_parameters, predict, responsibilities
+
+
+def _mixture(covariance_type, k=3, d=2):
+    k1, k2, k3 = jax.random.split(jax.random.key(11), 3)
+    logits = jax.random.normal(k1, (k,))
+    means = 3.0 * jax.random.normal(k2, (k, d))
+    if covariance_type == "full":
+        a = 0.4 * jax.random.normal(k3, (k, d, d))
+        diag = jnp.exp(0.3 * jax.random.normal(k3, (k, d)))
+        scale = jnp.tril(a, -1) + diag[..., None] * jnp.eye(d)[None]
+    elif covariance_type == "diag":
+        scale = jnp.exp(0.3 * jax.random.normal(k3, (k, d)))
+    else:
+        scale = jnp.exp(0.3 * jax.random.normal(k3, (k,)))
+    return lvm.GaussianMixture(logits, means, scale, covariance_type)
+
+
+def _sklearn_copy(gmm):
+    sk = SkGMM(gmm.num_components, covariance_type=gmm.covariance_type)
+    sk.weights_ = np.asarray(jax.nn.softmax(gmm.logits), np.float64)
+    sk.means_ = np.asarray(gmm.means, np.float64)
+    if gmm.covariance_type == "full":
+        tril = np.asarray(gmm.scale, np.float64)
+        sk.covariances_ = tril @ np.swapaxes(tril, -1, -2)
+        sk.precisions_cholesky_ = np.swapaxes(np.linalg.inv(tril), -1, -2)
+    else:
+        scale = np.asarray(gmm.scale, np.float64)
+        sk.covariances_ = scale**2
+        sk.precisions_cholesky_ = 1.0 / scale
+    return sk
+
+
+@pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
+def test_selection_matches_sklearn(covariance_type):
+    gmm = _mixture(covariance_type)
+    sk = _sklearn_copy(gmm)
+    x = np.asarray(jax.vmap(gmm.sample)(jax.random.split(jax.random.key(2), 200))[1])
+    x64 = x.astype(np.float64)
+    assert num_parameters(gmm) == sk._n_parameters()
+    np.testing.assert_allclose(log_likelihood(gmm, x), sk.score(x64), rtol=1e-5)
+    np.testing.assert_allclose(bic(gmm, x), sk.bic(x64), rtol=1e-5)
+    np.testing.assert_allclose(aic(gmm, x), sk.aic(x64), rtol=1e-5)
+    resp = responsibilities(gmm, x)
+    np.testing.assert_allclose(resp, sk.predict_proba(x64), atol=1e-5)
+    np.testing.assert_allclose(resp.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(predict(gmm, x), sk.predict(x64))
+
+
+def test_weighted_log_likelihood_is_a_weighted_mean():
+    gmm = _mixture("full")
+    x = np.random.default_rng(0).normal(size=(10, 2)).astype(np.float32)
+    w = np.arange(10, dtype=np.float32)
+    per_point = np.asarray(jax.vmap(gmm.log_marginal)(jnp.asarray(x)))
+    np.testing.assert_allclose(
+        log_likelihood(gmm, x, sample_weight=w), (w * per_point).sum() / w.sum(), rtol=1e-6
+    )
+
+
+def test_selection_rejects_wrong_dimension_and_nan():
+    gmm = _mixture("diag")
+    with pytest.raises((ValueError, TypeError)):
+        bic(gmm, np.zeros((5, 3), np.float32))
+    bad = np.zeros((5, 2), np.float32)
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        log_likelihood(gmm, bad)
