@@ -1,0 +1,49 @@
+"""Data parallelism over all devices: a 1-D mesh whose one axis, ``"batch"``, splits the batch.
+
+The same code runs on one CPU (a mesh of one device, every constraint a no-op), on several
+GPUs, or across hosts joined by :func:`jax.distributed.initialize` (``jax.devices()`` is then
+global). Parameters are replicated, each minibatch is split along its first axis, and XLA's
+partitioner inserts the all-reduce of the gradient mean.
+"""
+
+from collections.abc import Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+BATCH_AXIS = "batch"
+
+
+def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A 1-D mesh with axis ``"batch"`` over ``devices`` (default: all of ``jax.devices()``)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return Mesh(np.asarray(devices), (BATCH_AXIS,))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """Every device holds the whole array (parameters, optimizer state, the data set)."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def batch_sharded(mesh: Mesh) -> NamedSharding:
+    """The first axis is split over the mesh's ``"batch"`` axis."""
+    return NamedSharding(mesh, PartitionSpec(BATCH_AXIS))
+
+
+def replicate(tree, mesh: Mesh):
+    """Place every array leaf of ``tree`` on all devices of ``mesh`` (once, outside jit)."""
+    return jax.device_put(tree, replicated(mesh))
+
+
+def constrain_batch(x, mesh: Mesh):
+    """Inside jit: ask XLA to split ``x`` (and what is computed from it) along its first axis."""
+    return jax.lax.with_sharding_constraint(x, batch_sharded(mesh))
+
+
+def check_batch_size(batch_size: int, mesh: Mesh) -> None:
+    """Raise ``ValueError`` unless the batch splits evenly over the mesh."""
+    if batch_size % mesh.size:
+        raise ValueError(
+            f"batch size {batch_size} must be divisible by the number of devices {mesh.size}"
+        )

@@ -1,0 +1,128 @@
+r"""One optimizer step, and one epoch as a single compiled ``lax.scan`` over minibatches.
+
+The loss of a minibatch :math:`x_{1:B}` is the negated mean bound,
+
+.. math:: \mathrm{loss}(\theta, \phi) = -\frac1B \sum_{b=1}^B \mathcal L(x_b;\ \theta, \phi,
+          \mathrm{key}_b), \qquad (\mathrm{key}_1..\mathrm{key}_B) = \mathrm{split}(\mathrm{key}, B),
+
+with :math:`\mathcal L` the objective's bound for one datapoint (:func:`model_bound`),
+vmapped over the batch. Its gradient is the reparameterized (pathwise) gradient.
+"""
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+from jaxtyping import Array, Float, Int
+
+from lvm._checks import check_floating, check_num_samples
+from lvm.sharding import check_batch_size, constrain_batch, make_mesh
+from lvm.train.objectives import Objective, model_bound
+from lvm.types import Key, Scalar
+
+
+class TrainState(NamedTuple):
+    """What changes during training: the model, the optimizer state and the step count."""
+
+    params: eqx.Module
+    opt_state: optax.OptState
+    step: Int[Array, ""]
+
+
+class StepInfo(NamedTuple):
+    """Diagnostics of one step (stacked along a leading axis by an epoch)."""
+
+    loss: Scalar
+    bound: Scalar
+    grad_norm: Scalar
+
+
+def batch_bound(
+    objective: Objective, key: Key, model: eqx.Module, batch: Float[Array, "batch dim"]
+) -> Scalar:
+    """The mean over the batch of each datapoint's bound, datapoint b drawing with ``split(key, B)[b]``."""
+    keys = jax.random.split(key, batch.shape[0])
+    bounds = jax.vmap(lambda k, x: model_bound(objective, k, model, x))(keys, batch)
+    return jnp.mean(bounds)
+
+
+def make_train_step(
+    objective: Objective | Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    mesh: Mesh | None = None,
+):
+    """Build the pure pair ``init(model) -> TrainState`` and ``step(key, state, batch) -> (TrainState, StepInfo)``.
+
+    ``step`` is not jitted: wrap it in :func:`equinox.filter_jit` once (or call it inside
+    :func:`make_train_epoch`). The batch is split over ``mesh`` (default: all devices); the
+    state must then be replicated over the same mesh (:func:`lvm.sharding.replicate`).
+    """
+    mesh = make_mesh() if mesh is None else mesh
+
+    def loss_fn(model, key, batch):
+        bound = batch_bound(objective, key, model, batch)
+        return -bound, bound
+
+    def init(model: eqx.Module) -> TrainState:
+        opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
+        return TrainState(model, opt_state, jnp.zeros((), jnp.int32))
+
+    def step(key: Key, state: TrainState, batch: Float[Array, "batch dim"]):
+        if batch.ndim != 2:
+            raise ValueError(f"batch must have shape (batch, dim), got {batch.shape}")
+        check_floating(batch, "batch")
+        check_batch_size(batch.shape[0], mesh)
+        batch = constrain_batch(batch, mesh)
+        (loss, bound), grads = eqx.filter_value_and_grad(loss_fn, has_aux=True)(
+            state.params, key, batch
+        )
+        params = eqx.filter(state.params, eqx.is_inexact_array)
+        updates, opt_state = optimizer.update(grads, state.opt_state, params)
+        model = eqx.apply_updates(state.params, updates)
+        info = StepInfo(loss, bound, optax.global_norm(grads))
+        return TrainState(model, opt_state, state.step + 1), info
+
+    return init, step
+
+
+def make_train_epoch(
+    objective: Objective | Callable,
+    optimizer: optax.GradientTransformation,
+    *,
+    batch_size: int = 100,
+    mesh: Mesh | None = None,
+):
+    """Build ``init`` and a jitted ``epoch(key, state, data) -> (TrainState, StepInfo)``.
+
+    One epoch shuffles ``data`` (N, D) with ``key``, drops the last ``N mod batch_size``
+    images, and runs every minibatch step inside one ``lax.scan``; the returned
+    :class:`StepInfo` fields have shape ``(N // batch_size,)``. ``data`` should already be
+    a device array (replicated over ``mesh``) so that it is not copied every epoch.
+    """
+    batch_size = check_num_samples(batch_size, "batch_size")
+    mesh = make_mesh() if mesh is None else mesh
+    check_batch_size(batch_size, mesh)
+    init, step = make_train_step(objective, optimizer, mesh=mesh)
+
+    @eqx.filter_jit
+    def epoch(key: Key, state: TrainState, data: Float[Array, "n dim"]):
+        num_batches = data.shape[0] // batch_size
+        if num_batches < 1:
+            raise ValueError(f"need at least batch_size={batch_size} images, got {data.shape[0]}")
+        perm_key, step_key = jax.random.split(key)
+        order = jax.random.permutation(perm_key, data.shape[0])[: num_batches * batch_size]
+        order = order.reshape(num_batches, batch_size)
+        step_keys = jax.random.split(step_key, num_batches)
+
+        def body(state, inputs):
+            k, idx = inputs
+            return step(k, state, data[idx])
+
+        return jax.lax.scan(body, state, (step_keys, order))
+
+    return init, epoch
