@@ -125,8 +125,12 @@ def _e_step(
     """Responsibilities and the weighted mean log-likelihood, from one (N,F)x(F,K) product."""
     eta, const = _natural(params)
     log_joint = phi @ eta.T + const[None, :]
-    log_px = jax.nn.logsumexp(log_joint, axis=-1)
-    resp = jnp.exp(log_joint - log_px[:, None])
+    # log-sum-exp by hand so that the N x K exponentials are taken once and reused for r_nk.
+    peak = jax.lax.stop_gradient(jnp.max(log_joint, axis=-1, keepdims=True))
+    unnorm = jnp.exp(log_joint - peak)
+    total = jnp.sum(unnorm, axis=-1, keepdims=True)
+    resp = unnorm / total
+    log_px = (peak + jnp.log(total))[:, 0]
     return resp, weight @ log_px / jnp.sum(weight)
 
 

@@ -1,0 +1,211 @@
+"""EM per iteration: lvm.fit versus scikit-learn's GaussianMixture, same data, same start, same run.
+
+Cases (``--quick`` shrinks N for a smoke run):
+
+* large: N = 1,000,000, D = 16, K = 32, full and diagonal covariances;
+* small: N = 10,000, D = 2, K = 4, full covariance.
+
+For each case both libraries start from the same initial mixture (lvm's k-means++
+initialisation) and run the same fixed number of EM iterations; the script prints
+one JSON line with the seconds per iteration of each, their ratio, lvm's compile
+time (reported apart), and the final mean log-likelihood of both (nats/point) with
+their difference. lvm runs at float32 and at float64 (``jax_enable_x64``);
+scikit-learn at float64, its only precision.
+
+It also measures this machine's float32/float64 matmul throughput (a 2048^3
+product) and times the parts of one lvm iteration: the E-step product
+Phi @ H^T (N x F x K), the whole E-step (with log-sum-exp and exp), and the
+M-step (its (K x N) @ (N x F) product and the Cholesky factorisations), so the
+JSON says which operation dominates and how close an iteration comes to the
+matmul peak. Usage::
+
+    flock /tmp/lvm-heavy.lock python bench/gmm_em.py            # a few minutes on 2 cores
+    python bench/gmm_em.py --quick                              # seconds
+"""
+
+import argparse
+import json
+import time
+import warnings
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
+
+import lvm  # noqa: E402
+from lvm.fit import _standardize as stdz  # noqa: E402
+from lvm.fit import em  # noqa: E402
+from lvm.fit.selection import log_likelihood  # noqa: E402
+
+
+def _timeit(fn, repeats):
+    """Best wall time of ``repeats`` calls of ``fn`` (which blocks until its result is ready)."""
+    best = np.inf
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t)
+    return best
+
+
+def matmul_gflops(dtype, n=2048):
+    a = jnp.ones((n, n), dtype)
+    f = jax.jit(lambda a: a @ a)
+    f(a).block_until_ready()
+    return 2 * n**3 / _timeit(lambda: f(a).block_until_ready(), 5) / 1e9
+
+
+def synthetic(rng, n, d, k):
+    """A K-component mixture with random means (spread 3) and random full covariances."""
+    centres = 3.0 * rng.normal(size=(k, d))
+    mix = rng.normal(size=(k, d, d)) / np.sqrt(d)
+    z = rng.integers(0, k, n)
+    eps = rng.normal(size=(n, d))
+    return centres[z] + np.einsum("nij,nj->ni", mix[z], eps) + 0.3 * rng.normal(size=(n, d))
+
+
+def _to_sklearn(params, covariance_type, reg_covar):
+    weights = np.asarray(jax.nn.softmax(params.logits.astype(jnp.float64)))
+    sk = SkGMM(params.num_components, covariance_type=covariance_type, reg_covar=reg_covar)
+    sk.weights_ = weights / weights.sum()
+    sk.means_ = np.asarray(params.means, np.float64)
+    scale = np.asarray(params.scale, np.float64)
+    if covariance_type == "full":
+        sk.covariances_ = scale @ np.swapaxes(scale, -1, -2)
+        sk.precisions_cholesky_ = np.swapaxes(np.linalg.inv(scale), -1, -2)
+    else:
+        sk.covariances_ = scale**2
+        sk.precisions_cholesky_ = 1.0 / scale
+    return sk
+
+
+def sklearn_iterations(sk, x, num_iters):
+    """scikit-learn's own loop body (BaseMixture.fit_predict): E-step, M-step."""
+    for _ in range(num_iters):
+        _, log_resp = sk._e_step(x)
+        sk._m_step(x, log_resp)
+
+
+def _cast(params, dtype):
+    return jax.tree_util.tree_map(lambda a: a.astype(dtype), params)
+
+
+def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
+    """Time lvm's EM iterations (features built once, as in fit) and its parts."""
+    x = jnp.asarray(x, dtype)
+    params0 = _cast(params0, dtype)
+    cov = params0.covariance_type
+    w = jnp.ones(x.shape[0], dtype)
+
+    prepare = jax.jit(lambda x, w: em._prepare(x, w, reg_covar, cov))
+    t = time.perf_counter()
+    a, _, phi, reg = jax.block_until_ready(prepare(x, w))
+    setup_s = time.perf_counter() - t  # includes its compile; small either way
+    p0 = stdz.to_standard(params0, a)
+
+    @jax.jit
+    def iterate(p, phi, w, reg):
+        def body(_, p):
+            resp, _ = em._e_step(p, phi, w)
+            return em._m_step(resp, phi, w, reg, cov)
+
+        return jax.lax.fori_loop(0, num_iters, body, p)
+
+    t = time.perf_counter()
+    compiled = iterate.lower(p0, phi, w, reg).compile()
+    compile_s = time.perf_counter() - t
+    out = jax.block_until_ready(compiled(p0, phi, w, reg))
+    total = _timeit(lambda: jax.block_until_ready(compiled(p0, phi, w, reg)), 2)
+    fitted = stdz.from_standard(out, a)
+    ll = float(log_likelihood(_cast(fitted, jnp.float64), x64))
+
+    eta, const = jax.jit(em._natural)(p0)
+    estep_mm = jax.jit(lambda phi, eta: phi @ eta.T)
+    estep = jax.jit(lambda p, phi, w: em._e_step(p, phi, w))
+    mstep = jax.jit(lambda r, phi, w, reg: em._m_step(r, phi, w, reg, cov))
+    mstep_mm = jax.jit(lambda r, phi: r.T @ phi)
+    resp, _ = estep(p0, phi, w)
+    jax.block_until_ready((estep_mm(phi, eta), mstep(resp, phi, w, reg), mstep_mm(resp, phi)))
+    parts = {
+        "estep_matmul_s": _timeit(lambda: estep_mm(phi, eta).block_until_ready(), 3),
+        "estep_s": _timeit(lambda: jax.block_until_ready(estep(p0, phi, w)), 3),
+        "mstep_matmul_s": _timeit(lambda: mstep_mm(resp, phi).block_until_ready(), 3),
+        "mstep_s": _timeit(lambda: jax.block_until_ready(mstep(resp, phi, w, reg)), 3),
+    }
+    return total / num_iters, compile_s, setup_s, ll, parts, phi.shape[1]
+
+
+def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0):
+    rng = np.random.default_rng(seed)
+    x64 = synthetic(rng, n, d, k)
+    x32 = x64.astype(np.float32)
+    reg_covar = 1e-6
+    params0 = lvm.fit.initialize(
+        jax.random.key(seed), x32, num_components=k, covariance_type=covariance_type
+    )
+    # scikit-learn: its E-step/M-step loop from the same start, timed per iteration.
+    sk = _to_sklearn(params0, covariance_type, reg_covar)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        sklearn_iterations(sk, x64, sk_iters)
+    sk_s = (time.perf_counter() - t) / sk_iters
+    sk_ll = float(sk.score(x64))
+    for dtype in (jnp.float32, jnp.float64):
+        # lvm at the same iteration count as sklearn (for the log-likelihood check) ...
+        _, _, _, ll, _, _ = lvm_case(
+            params0, x32 if dtype == jnp.float32 else x64, x64, sk_iters, reg_covar, dtype
+        )
+        # ... and at more iterations for a steadier time per iteration.
+        per_iter, compile_s, setup_s, _, parts, f = lvm_case(
+            params0, x32 if dtype == jnp.float32 else x64, x64, jax_iters, reg_covar, dtype
+        )
+        flops = 2 * (2 * n * f * k)  # the two big products per iteration
+        row = {
+            "case": name,
+            "covariance_type": covariance_type,
+            "N": n,
+            "D": d,
+            "K": k,
+            "features_F": f,
+            "dtype": jnp.dtype(dtype).name,
+            "lvm_s_per_iter": per_iter,
+            "sklearn_s_per_iter": sk_s,
+            "speedup": sk_s / per_iter,
+            "lvm_compile_s": compile_s,
+            "lvm_setup_s": setup_s,
+            "sklearn_iters": sk_iters,
+            "lvm_timed_iters": jax_iters,
+            "ll_lvm": ll,
+            "ll_sklearn": sk_ll,
+            "ll_abs_diff": abs(ll - sk_ll),
+            "matmul_gflops_per_iter": flops / 1e9,
+            "achieved_gflops": flops / per_iter / 1e9,
+            "machine_matmul_gflops": peak[jnp.dtype(dtype).name],
+            **{key: v for key, v in parts.items()},
+        }
+        print(json.dumps(row), flush=True)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small N, seconds")
+    parser.add_argument("--sklearn-iters", type=int, default=3)
+    parser.add_argument("--lvm-iters", type=int, default=10)
+    args = parser.parse_args(argv)
+    peak = {"float32": matmul_gflops(jnp.float32), "float64": matmul_gflops(jnp.float64)}
+    print(json.dumps({"machine": "matmul 2048^3", **{f"{k}_gflops": v for k, v in peak.items()}}))
+    big = 20_000 if args.quick else 1_000_000
+    run_case("large", big, 16, 32, "full", args.sklearn_iters, args.lvm_iters, peak)
+    run_case("large", big, 16, 32, "diag", args.sklearn_iters, args.lvm_iters, peak)
+    run_case(
+        "small", 10_000, 2, 4, "full", 5 if args.quick else 50, 50 if args.quick else 500, peak
+    )
+
+
+if __name__ == "__main__":
+    main()
