@@ -1,0 +1,92 @@
+"""Smoke tests: every ``experiments/vae_*.py`` runs with ``--quick`` and writes finite numbers.
+
+The quick runs read the real binarized MNIST (prepared once by ``lvm.data.mnist`` from
+``../shared/data/binarized_mnist`` or ``$LVM_MNIST_MANUAL_DIR``) and train tiny models on
+500 images for one epoch.
+"""
+
+import importlib
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = sorted(path.stem for path in EXPERIMENTS.glob("vae_*.py"))
+
+
+def _script(name: str):
+    if str(EXPERIMENTS) not in sys.path:
+        sys.path.insert(0, str(EXPERIMENTS))
+    return importlib.import_module(name)
+
+
+def _numbers(tree):
+    if isinstance(tree, dict):
+        for value in tree.values():
+            yield from _numbers(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _numbers(value)
+    elif isinstance(tree, int | float) and not isinstance(tree, bool):
+        yield float(tree)
+
+
+def _run_quick(name: str, out_dir: Path, *extra: str) -> dict:
+    _script(name).main(["--quick", "--out-dir", str(out_dir), *extra])
+    for suffix in ("png", "pdf", "json"):
+        assert (out_dir / f"{name}.{suffix}").stat().st_size > 0
+    return json.loads((out_dir / f"{name}.json").read_text())
+
+
+def _assert_finite(results: dict) -> None:
+    numbers = list(_numbers(results))
+    assert numbers and all(math.isfinite(v) for v in numbers)
+
+
+def test_every_script_is_smoke_tested():
+    assert SCRIPTS == ["vae_latent2d", "vae_learning_curves", "vae_loglik_table", "vae_samples"]
+
+
+def test_latent2d_quick(tmp_path):
+    results = _run_quick("vae_latent2d", tmp_path)
+    _assert_finite(results)
+    assert len(results["encoded_mean"]) == 2
+    assert 0.0 <= results["fraction_inside_grid"] <= 1.0
+    assert all(-1.0 <= c <= 1.0 for c in results["corr_ink_z"])
+
+
+def test_loglik_table_quick(tmp_path):
+    results = _run_quick("vae_loglik_table", tmp_path)
+    _assert_finite(results)
+    rows = results["rows"]
+    assert list(rows) == ["vae_k1", "vae_k5", "vae_k50", "iwae_k5", "iwae_k50"]
+    latent_dim = results["config"]["budget"]["latent_dim"]
+    for row in rows.values():
+        # Binary images: p(x) <= 1; the paired difference is the difference of the means.
+        assert row["log_px"] < 0.0 and row["elbo"] < 0.0
+        assert 0 <= row["active_units"] <= latent_dim
+        assert row["log_px_minus_vae_k1"] == pytest.approx(
+            row["log_px"] - rows["vae_k1"]["log_px"], abs=1e-6
+        )
+    table = (tmp_path / "vae_loglik_table.md").read_text()
+    assert "-84.78" in table and "static binarization" in table
+
+
+def test_curves_and_samples_share_runs(tmp_path):
+    """The samples script loads the runs the learning-curve script trained, without training."""
+    curves = _run_quick("vae_learning_curves", tmp_path)
+    _assert_finite(curves)
+    assert curves["epochs"] == {"vae_k1": 1, "iwae_k5": 1, "iwae_k50": 1}
+    runs = {p.name.split("-")[0]: p / "checkpoint.eqx" for p in (tmp_path / "vae_runs").iterdir()}
+    assert set(runs) == {"vae_k1", "iwae_k5", "iwae_k50"}
+    written = {name: path.stat().st_mtime_ns for name, path in runs.items()}
+
+    samples = _run_quick("vae_samples", tmp_path)
+    _assert_finite(samples)
+    assert samples["epochs"] == {"vae_k1": 1, "iwae_k50": 1}
+    assert {name: path.stat().st_mtime_ns for name, path in runs.items()} == written
+    for value in samples["mean_sample_pixel_probability"].values():
+        assert 0.0 < value < 1.0
