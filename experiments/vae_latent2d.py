@@ -24,6 +24,7 @@ information), a manifold with several digit classes, and |corr(ink, z_j)| > 0.3 
 """
 
 import sys
+import time
 from dataclasses import dataclass, field
 
 import jax
@@ -40,11 +41,11 @@ from _vae_common import (
     style,
     trained,
 )
-from lvm.evaluate import bound
 from matplotlib.patches import Circle, Rectangle
 from scipy.stats import norm
 
 from lvm import ELBO
+from lvm.evaluate import bound
 
 NAME = "vae_latent2d"
 RUN = "vae2d_k1"
@@ -112,6 +113,7 @@ def plot(manifold, z_axis, means, ink, config: Config):
 
 
 def main(argv=None) -> dict:
+    wall_start = time.perf_counter()
     args, budget = parse_args(argv, __doc__.splitlines()[0])
     config = Config(budget=budget)
     style()
@@ -146,6 +148,7 @@ def main(argv=None) -> dict:
         "encoded_cov": np.cov(means.T),
         "fraction_inside_grid": float(np.mean(np.all(np.abs(means) <= z_axis[-1], axis=1))),
     }
+    results["wall_seconds"] = time.perf_counter() - wall_start
     save_json(args.out_dir, NAME, results)
     print(
         f"{LABELS[RUN]}: test ELBO {results['test_elbo_nats']:.2f} nats, "

@@ -27,6 +27,7 @@ Should hit: after 5 epochs the validation bounds order as L_1 < L_5 < L_50, abou
 """
 
 import sys
+import time
 from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
@@ -87,6 +88,7 @@ def plot(histories: dict[str, list[dict]], budget: Budget):
 
 
 def main(argv=None) -> dict:
+    wall_start = time.perf_counter()
     args, budget = parse_args(argv, __doc__.splitlines()[0])
     config = Config(budget=budget)
     style()
@@ -115,6 +117,7 @@ def main(argv=None) -> dict:
             for name, hist in histories.items()
         },
     }
+    results["wall_seconds"] = time.perf_counter() - wall_start
     save_json(args.out_dir, NAME, results)
     for name, values in final.items():
         print(

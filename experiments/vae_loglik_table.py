@@ -138,6 +138,7 @@ def plot(rows: dict, num_test: int, budget: Budget):
 
 
 def main(argv=None) -> dict:
+    wall_start = time.perf_counter()
     args, budget = parse_args(argv, __doc__.splitlines()[0])
     config = Config(budget=budget)
     style()
@@ -200,6 +201,7 @@ def main(argv=None) -> dict:
         "published_source": PUBLISHED_SOURCE,
         "rows": rows,
     }
+    results["wall_seconds"] = time.perf_counter() - wall_start
     save_json(args.out_dir, NAME, results)
     print(table)
     print(f"wrote {png}")

@@ -22,6 +22,7 @@ around -60 to -70 nats per image after 5 epochs.
 """
 
 import sys
+import time
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -102,6 +103,7 @@ def plot(samples: dict, inputs: np.ndarray, recons: dict, config: Config):
 
 
 def main(argv=None) -> dict:
+    wall_start = time.perf_counter()
     args, budget = parse_args(argv, __doc__.splitlines()[0])
     config = Config(budget=budget)
     style()
@@ -134,6 +136,7 @@ def main(argv=None) -> dict:
         "reconstruction_log_likelihood_nats": recon_log_lik,
         "mean_sample_pixel_probability": {n: float(s.mean()) for n, s in samples.items()},
     }
+    results["wall_seconds"] = time.perf_counter() - wall_start
     save_json(args.out_dir, NAME, results)
     for name, value in recon_log_lik.items():
         print(f"{LABELS[name]:>12}: log p(x | z = E_q[z]) on test = {value:.2f} nats")
