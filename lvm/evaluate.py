@@ -14,6 +14,7 @@ are vmapped, split over the devices of a 1-D mesh, and visited one at a time wit
 """
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -24,8 +25,8 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_num_samples
 from lvm.estimators import ELBO, IWAE
+from lvm.objectives import Objective, model_bound
 from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate
-from lvm.train.objectives import Objective, model_bound
 from lvm.types import Key
 
 
@@ -66,7 +67,7 @@ def bound(
     key: Key,
     model: eqx.Module,
     x: Float[Array, "n dim"] | np.ndarray,
-    objective: Objective,
+    objective: Objective | Callable,
     *,
     batch_size: int = 100,
     mesh: Mesh | None = None,

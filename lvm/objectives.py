@@ -7,6 +7,7 @@ ELBO needs the likelihood and the prior apart, so :class:`ELBOAnalyticKL` takes
 """
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from lvm._checks import check_num_samples
@@ -40,7 +41,7 @@ Objective = ELBO | IWAE | ELBOAnalyticKL
 _BY_NAME = {cls.__name__: cls for cls in (ELBO, IWAE, ELBOAnalyticKL)}
 
 
-def model_bound(objective: Objective, key: Key, model, x: Datum) -> Scalar:
+def model_bound(objective: Objective | Callable, key: Key, model, x: Datum) -> Scalar:
     r"""The bound ``objective`` gives for one datapoint ``x`` with the amortized proposal q(z|x).
 
     ``model`` needs ``encode(x)`` (the proposal) and ``log_joint``; for

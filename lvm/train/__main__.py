@@ -17,8 +17,8 @@ from lvm.data.mnist import load_binarized_mnist
 from lvm.estimators import ELBO, IWAE
 from lvm.evaluate import evaluate
 from lvm.models.vae import VAEConfig
+from lvm.objectives import ELBOAnalyticKL
 from lvm.train.loop import TrainConfig, fit
-from lvm.train.objectives import ELBOAnalyticKL
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE, "elbo-kl": ELBOAnalyticKL}
 

@@ -29,9 +29,9 @@ from lvm._checks import check_num_samples
 from lvm.estimators import ELBO
 from lvm.evaluate import bound, check_data
 from lvm.models.vae import VAE, VAEConfig
+from lvm.objectives import Objective, objective_from_dict, objective_to_dict
 from lvm.sharding import make_mesh, replicate
 from lvm.train.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
-from lvm.train.objectives import Objective, objective_from_dict, objective_to_dict
 from lvm.train.optim import make_optimizer
 from lvm.train.step import TrainState, make_train_epoch
 

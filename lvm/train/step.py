@@ -20,8 +20,8 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_floating, check_num_samples
-from lvm.sharding import check_batch_size, constrain_batch, make_mesh
-from lvm.train.objectives import Objective, model_bound
+from lvm.objectives import Objective, model_bound
+from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate
 from lvm.types import Key, Scalar
 
 
@@ -42,7 +42,7 @@ class StepInfo(NamedTuple):
 
 
 def batch_bound(
-    objective: Objective, key: Key, model: eqx.Module, batch: Float[Array, "batch dim"]
+    objective: Objective | Callable, key: Key, model: eqx.Module, batch: Float[Array, "batch dim"]
 ) -> Scalar:
     """The mean over the batch of each datapoint's bound, datapoint b drawing with ``split(key, B)[b]``."""
     keys = jax.random.split(key, batch.shape[0])
@@ -59,8 +59,8 @@ def make_train_step(
     """Build the pure pair ``init(model) -> TrainState`` and ``step(key, state, batch) -> (TrainState, StepInfo)``.
 
     ``step`` is not jitted: wrap it in :func:`equinox.filter_jit` once (or call it inside
-    :func:`make_train_epoch`). The batch is split over ``mesh`` (default: all devices); the
-    state must then be replicated over the same mesh (:func:`lvm.sharding.replicate`).
+    :func:`make_train_epoch`). The batch is split over ``mesh`` (default: all devices);
+    ``init`` replicates the state over the same mesh.
     """
     mesh = make_mesh() if mesh is None else mesh
 
@@ -70,7 +70,8 @@ def make_train_step(
 
     def init(model: eqx.Module) -> TrainState:
         opt_state = optimizer.init(eqx.filter(model, eqx.is_inexact_array))
-        return TrainState(model, opt_state, jnp.zeros((), jnp.int32))
+        # Placed as the step's outputs will be, so that the second step does not recompile.
+        return replicate(TrainState(model, opt_state, jnp.zeros((), jnp.int32)), mesh)
 
     def step(key: Key, state: TrainState, batch: Float[Array, "batch dim"]):
         if batch.ndim != 2:
@@ -84,7 +85,7 @@ def make_train_step(
         params = eqx.filter(state.params, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.params, updates)
-        info = StepInfo(loss, bound, optax.global_norm(grads))
+        info = StepInfo(loss, bound, optax.tree.norm(grads))
         return TrainState(model, opt_state, state.step + 1), info
 
     return init, step

@@ -1,0 +1,211 @@
+"""Training: no retracing, the bound improves, resume is exact, checkpoints fail loudly, bad data is refused."""
+
+import json
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import lvm
+from lvm.evaluate import bound
+from lvm.models.vae import VAE, VAEConfig
+from lvm.train import (
+    CheckpointError,
+    TrainConfig,
+    fit,
+    iwae_schedule,
+    load_checkpoint,
+    load_model,
+    make_train_epoch,
+    make_train_step,
+    save_checkpoint,
+)
+
+SMALL = VAEConfig(data_dim=784, latent_dim=4, hidden_sizes=(16,))
+
+
+def _prototype_images(n: int, seed: int = 0) -> np.ndarray:
+    """n binary 784-pixel images: 5 random prototypes, each pixel flipped with probability 0.05."""
+    rng = np.random.default_rng(seed)
+    prototypes = rng.random((5, 784)) < 0.2
+    images = prototypes[rng.integers(0, 5, n)] ^ (rng.random((n, 784)) < 0.05)
+    return images.astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def images():
+    return _prototype_images(1000)
+
+
+def _config(**kwargs) -> TrainConfig:
+    defaults = dict(
+        model=SMALL, objective=lvm.IWAE(2), num_epochs=2, checkpoint_every=1, eval_every=0
+    )
+    return TrainConfig(**(defaults | kwargs))
+
+
+def test_repeated_steps_do_not_retrace(images):
+    traces = []
+
+    def counting_elbo(key, log_joint, proposal, x):
+        traces.append(1)  # runs only while tracing
+        return lvm.elbo(key, log_joint, proposal, x)
+
+    init, step = make_train_step(counting_elbo, optax.adam(1e-3))
+    step = eqx.filter_jit(step)
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    batch = jnp.asarray(images[:20])
+    for i in range(4):
+        state, info = step(jax.random.fold_in(jax.random.key(1), i), state, batch)
+    assert len(traces) == 1 and int(state.step) == 4 and np.isfinite(float(info.loss))
+
+    traces.clear()
+    init, epoch = make_train_epoch(counting_elbo, optax.adam(1e-3), batch_size=50)
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    for e in range(3):
+        state, infos = epoch(jax.random.key(e), state, jnp.asarray(images[:200]))
+    assert len(traces) == 1 and infos.bound.shape == (4,) and int(state.step) == 12
+
+
+def test_loss_is_the_negated_mean_bound(images):
+    init, step = make_train_step(lvm.ELBO(1), optax.sgd(0.0))
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    _, info = eqx.filter_jit(step)(jax.random.key(3), state, jnp.asarray(images[:10]))
+    np.testing.assert_allclose(info.loss, -info.bound, rtol=1e-7)
+    assert float(info.grad_norm) > 0.0
+
+
+def test_two_epochs_on_1000_images_improve_the_bound(images):
+    key = jax.random.key(5)
+    before = bound(
+        key, VAE(SMALL, key=jax.random.split(jax.random.key(0), 3)[0]), images, lvm.ELBO(1)
+    )
+    result = fit(_config(objective=lvm.ELBO(1), learning_rate=3e-3), images, progress=False)
+    after = bound(key, result.model, images, lvm.ELBO(1))
+    sem = np.std(after - before) / np.sqrt(len(images))
+    assert np.mean(after) > np.mean(before) + 10 * sem + 10.0  # tens of nats on this easy data
+    assert result.history[1]["train_bound"] > result.history[0]["train_bound"]
+
+
+def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(images, tmp_path):
+    x, val = images[:400], images[400:600]
+    full = fit(
+        _config(num_epochs=4, eval_every=1),
+        x,
+        validation_x=val,
+        out_dir=tmp_path / "a",
+        progress=False,
+    )
+    fit(
+        _config(num_epochs=2, eval_every=1),
+        x,
+        validation_x=val,
+        out_dir=tmp_path / "b",
+        progress=False,
+    )
+    # A crash after epoch 3's log line but before its checkpoint: resume must drop that line.
+    with open(tmp_path / "b" / "metrics.jsonl", "a") as f:
+        f.write(json.dumps({"epoch": 3, "train_bound": 0.0}) + "\n")
+    resumed = fit(
+        _config(num_epochs=4, eval_every=1),
+        x,
+        validation_x=val,
+        out_dir=tmp_path / "b",
+        resume=True,
+        progress=False,
+    )
+    for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    lines = [
+        json.loads(line) for line in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["epoch"] for r in lines] == [1, 2, 3, 4]
+    drop = ("epoch_seconds",)
+    strip = lambda r: {k: v for k, v in r.items() if k not in drop}  # noqa: E731
+    assert [strip(r) for r in lines] == [strip(r) for r in full.history]
+    loaded = load_model(tmp_path / "b" / "checkpoint.eqx")
+    for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(full.model), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_corrupt_and_incompatible_checkpoints_raise_clearly(images, tmp_path):
+    x = images[:200]
+    fit(_config(num_epochs=1), x, out_dir=tmp_path, progress=False)
+    path = tmp_path / "checkpoint.eqx"
+    good = path.read_bytes()
+
+    other = _config(num_epochs=2, model=VAEConfig(latent_dim=3, hidden_sizes=(16,)))
+    with pytest.raises(CheckpointError, match="incompatible.*latent_dim"):
+        fit(other, x, out_dir=tmp_path, resume=True, progress=False)
+    with pytest.raises(CheckpointError, match="num_train"):
+        fit(_config(num_epochs=2), images[:300], out_dir=tmp_path, resume=True, progress=False)
+
+    path.write_bytes(good[: len(good) - 100])
+    with pytest.raises(CheckpointError, match="corrupt.*truncated"):
+        fit(_config(num_epochs=2), x, out_dir=tmp_path, resume=True, progress=False)
+    path.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    with pytest.raises(CheckpointError, match="checksum"):
+        load_model(path)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not an lvm checkpoint"):
+        load_model(path)
+
+    # The header can be right and the arrays still not fit the expected structure.
+    state = make_train_step(lvm.ELBO(1), optax.adam(1e-3))[0](VAE(SMALL, key=jax.random.key(0)))
+    save_checkpoint(path, state, metadata={"epoch": 1})
+    like = make_train_step(lvm.ELBO(1), optax.adam(1e-3))[0](
+        VAE(VAEConfig(latent_dim=4, hidden_sizes=(17,)), key=jax.random.key(0))
+    )
+    with pytest.raises(CheckpointError, match="does not match"):
+        load_checkpoint(path, like)
+
+
+def test_bad_training_data_is_refused(images):
+    bad = images[:200].copy()
+    bad[3, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit(_config(), bad, progress=False)
+    with pytest.raises(ValueError, match=r"shape \(N, 784\)"):
+        fit(_config(), images[:200, :783], progress=False)
+    with pytest.raises(ValueError, match="at least batch_size"):
+        fit(_config(), images[:50], progress=False)
+
+    init, step = make_train_step(lvm.ELBO(1), optax.adam(1e-3))
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    step = eqx.filter_jit(step)
+    with pytest.raises(ValueError, match="x must have shape"):
+        step(jax.random.key(0), state, jnp.zeros((4, 783)))
+    with pytest.raises(Exception, match="NaN"):
+        step(jax.random.key(0), state, jnp.asarray(bad[:4]))
+
+
+def test_iwae_schedule():
+    schedule = iwae_schedule(1e-3, steps_per_epoch=2)
+    # Stage i lasts 3**i epochs (2 steps each): stage ends at epochs 1, 4, 13, ... 3280.
+    for step, stage in [
+        (0, 0),
+        (1, 0),
+        (2, 1),
+        (7, 1),
+        (8, 2),
+        (25, 2),
+        (26, 3),
+        (2 * 3280 + 5, 7),
+    ]:
+        np.testing.assert_allclose(schedule(step), 1e-3 * 10 ** (-stage / 7), rtol=1e-6)
+    assert lvm.train.IWAE_EPOCHS == 3280
+
+
+def test_config_round_trips_through_json():
+    config = TrainConfig(
+        model=SMALL,
+        objective=lvm.IWAE(5, chunk_size=2),
+        eval_objective=lvm.train.ELBOAnalyticKL(3),
+        schedule="iwae",
+    )
+    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError, match="schedule"):
+        TrainConfig(schedule="cosine")
