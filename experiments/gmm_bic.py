@@ -111,7 +111,7 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
                 ax.annotate(
                     f"BIC {r['bic']:.0f} (off scale)",
                     (r["K"], top),
-                    xytext=(r["K"] + 0.15, top - 40),
+                    xytext=(r["K"] + 1.2, top - 50),
                     color=colors[cov],
                     fontsize=8.5,
                     arrowprops={"arrowstyle": "->", "color": colors[cov]},

@@ -29,10 +29,10 @@ def test_em_increases_log_likelihood_monotonically(covariance_type):
         num_components=5,
         covariance_type=covariance_type,
         tol=-np.inf,  # never stop early: run all iterations
-        max_iter=40,
+        max_iter=100,
     )
     trace = np.asarray(res.trace)
-    assert int(res.num_iterations) == 40 and np.all(np.isfinite(trace))
+    assert int(res.num_iterations) == 100 and np.all(np.isfinite(trace))
     # Float32 round-off on values of ~5 nats: allow 2e-6 nats/point of apparent decrease.
     assert np.all(np.diff(trace) >= -2e-6), np.diff(trace).min()
     assert float(res.log_likelihood) >= trace[-1] - 2e-6
@@ -43,12 +43,13 @@ def test_em_increases_log_likelihood_monotonically(covariance_type):
 def test_reported_log_likelihood_equals_direct_evaluation(covariance_type):
     # The matrix-product E-step must agree with GaussianMixture.log_marginal (triangular solves).
     x = _random_data(seed=3) + 100.0  # far from the origin: the case centring is for
-    res = fit(jax.random.key(0), x, num_components=3, covariance_type=covariance_type)
+    # Same static arguments as the monotonicity test above: one compilation serves both.
+    res = fit(jax.random.key(0), x, num_components=5, covariance_type=covariance_type)
     direct = log_likelihood(res.params, x)
     np.testing.assert_allclose(res.log_likelihood, direct, atol=2e-5)
 
 
-@pytest.mark.parametrize("covariance_type", COV_TYPES)
+@pytest.mark.parametrize("covariance_type", ["full", "diag"])
 def test_em_step_is_one_iteration_of_fit(covariance_type):
     x = _random_data(seed=2)
     p0 = initialize(jax.random.key(0), x, num_components=3, covariance_type=covariance_type)
@@ -136,13 +137,13 @@ def test_covariance_floor_keeps_duplicated_points_finite(covariance_type):
     eig = np.linalg.eigvalsh(np.asarray(res.params.covariances, np.float64))
     assert eig.min() >= 0.99 * reg
     # Identical points only: every covariance is exactly the floor.
-    same = np.tile([[3.0, 4.0]], (20, 1)).astype(np.float32)
+    same = np.tile([[3.0, 4.0]], (100, 1)).astype(np.float32)
     res = fit(
-        jax.random.key(0), same, num_components=2, covariance_type=covariance_type, reg_covar=reg
+        jax.random.key(0), same, num_components=3, covariance_type=covariance_type, reg_covar=reg
     )
     assert np.isfinite(float(res.log_likelihood))
     np.testing.assert_allclose(
-        np.asarray(res.params.covariances), reg * np.eye(2)[None].repeat(2, 0), rtol=1e-3, atol=1e-9
+        np.asarray(res.params.covariances), reg * np.eye(2)[None].repeat(3, 0), rtol=1e-3, atol=1e-9
     )
 
 
