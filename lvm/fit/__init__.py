@@ -1,6 +1,32 @@
-"""Fitting Gaussian mixtures: EM, k-means++ initialisation, gradient ascent, model selection."""
+"""Fitting Gaussian mixtures: EM, k-means++ initialisation, gradient ascent, model selection.
 
+``em`` (EM as two matrix products per iteration), ``kmeans`` (k-means++ seeding),
+``gradient`` (optax on the exact log-marginal), ``selection`` (log-likelihood, BIC,
+AIC, responsibilities).
+"""
+
+from lvm.fit import selection
 from lvm.fit.em import EMResult, em_step, fit, fit_from, initialize
+from lvm.fit.gradient import GradientInfo, GradientState, fit_gradient, make_gradient_step
 from lvm.fit.kmeans import kmeans, kmeans_plusplus
+from lvm.fit.selection import aic, bic, num_parameters, predict, responsibilities
 
-__all__ = ["EMResult", "em_step", "fit", "fit_from", "initialize", "kmeans", "kmeans_plusplus"]
+__all__ = [
+    "EMResult",
+    "GradientInfo",
+    "GradientState",
+    "aic",
+    "bic",
+    "em_step",
+    "fit",
+    "fit_from",
+    "fit_gradient",
+    "initialize",
+    "kmeans",
+    "kmeans_plusplus",
+    "make_gradient_step",
+    "num_parameters",
+    "predict",
+    "responsibilities",
+    "selection",
+]
