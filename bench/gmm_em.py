@@ -183,6 +183,7 @@ def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0):
             "ll_lvm": ll,
             "ll_sklearn": sk_ll,
             "ll_abs_diff": abs(ll - sk_ll),
+            "ll_within_1e-4": abs(ll - sk_ll) < 1e-4,
             "matmul_gflops_per_iter": flops / 1e9,
             "achieved_gflops": flops / per_iter / 1e9,
             "machine_matmul_gflops": peak[jnp.dtype(dtype).name],
