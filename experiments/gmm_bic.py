@@ -109,7 +109,7 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
         for r in rows:
             if r["bic"] > top:
                 ax.annotate(
-                    f"BIC {r['bic']:.0f} (off scale)",
+                    f"{cov}, K = {r['K']}: BIC {r['bic']:.0f} (off scale)",
                     (r["K"], top),
                     xytext=(r["K"] + 1.2, top - 50),
                     color=colors[cov],

@@ -107,8 +107,8 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
     ax.plot([], [], "k-", lw=1, label="1-sigma and 2-sigma (dashed) ellipses")
     soft = int(np.sum(np.maximum(p_long, 1 - p_long) < config.confident))
     ax.set_title(
-        f"Posterior p(z | x) from EM, no labels: {soft} of {len(x)} points "
-        f"have max p(z|x) < {config.confident}",
+        f"Posterior p(z | x) from EM, no labels; points with max p(z|x) < {config.confident}: "
+        f"{soft} of {len(x)}",
         fontsize=10,
     )
     ax.set_xlabel(COLUMNS[0])
