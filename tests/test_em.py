@@ -202,3 +202,16 @@ def test_nan_and_bad_shapes_raise():
         fit(jax.random.key(0), _random_data(), num_components=2, sample_weight=np.ones(5))
     with pytest.raises(TypeError, match="int"):
         fit(jax.random.key(0), _random_data(), num_components=2.5)
+
+
+def test_float64_matches_sklearn_to_round_off():
+    with jax.enable_x64(True):
+        x = jnp.asarray(load_old_faithful(np.float64))
+        p0 = initialize(jax.random.key(0), x, num_components=2)
+        assert p0.means.dtype == jnp.float64
+        ours = fit_from(p0, x, tol=1e-10, max_iter=500)
+        assert ours.params.scale.dtype == jnp.float64
+        sk = _sklearn_from(p0, 1e-10).set_params(max_iter=500).fit(np.asarray(x))
+        assert int(ours.num_iterations) == sk.n_iter_
+        assert abs(float(ours.log_likelihood) - sk.score(np.asarray(x))) < 1e-9
+        np.testing.assert_allclose(np.asarray(ours.params.covariances), sk.covariances_, rtol=1e-7)
