@@ -28,6 +28,16 @@ _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softpl
 _SCALES = ("softplus", "exp")
 
 
+def _softplus(x: Float[Array, "..."]) -> Float[Array, "..."]:
+    r""":math:`\log(1 + e^x) = \max(x, 0) + \log(1 + e^{-|x|})`, stable for any x.
+
+    Written out because ``jax.nn.softplus`` (a ``logaddexp`` with NaN/inf bookkeeping)
+    is about 3x slower on CPU, and this term, one per pixel per particle, costs as much
+    as the decoder's matrix products.
+    """
+    return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """Architecture of a :class:`VAE`; hashable, so it is a static field of the model.
@@ -123,7 +133,7 @@ class VAE(eqx.Module):
         """
         check_shape(x, (self.config.data_dim,), "x")
         logits = self.decode(z)
-        return jnp.sum(x * logits - jax.nn.softplus(logits))
+        return jnp.sum(x * logits - _softplus(logits))
 
     def log_joint(self, x: Float[Array, " data_dim"], z: Float[Array, " latent_dim"]) -> Scalar:
         r""":math:`\log p(x, z) = \log p(x \mid z) + \log p(z)`."""
