@@ -209,3 +209,22 @@ def test_config_round_trips_through_json():
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="cosine")
+
+
+def test_command_line_trains_resumes_and_evaluates(images, tmp_path, monkeypatch):
+    import lvm.train.__main__ as cli
+    from lvm.data.mnist import BinarizedMNIST
+
+    monkeypatch.setattr(
+        cli,
+        "load_binarized_mnist",
+        lambda **kw: BinarizedMNIST(images[:200], images[200:300], images[300:350]),
+    )
+    args = ["--objective", "iwae", "--num-samples", "2", "--latent-dim", "2", "--hidden-sizes", "8"]
+    args += ["--eval-num-samples", "20", "--out-dir", str(tmp_path)]
+    first = cli.main([*args, "--epochs", "1"])
+    second = cli.main([*args, "--epochs", "2", "--resume"])
+    assert first["final"]["epoch"] == 1 and second["final"]["epoch"] == 2
+    saved = json.loads((tmp_path / "eval.json").read_text())
+    assert saved["num_images"] == 50 and saved["log_px"] >= saved["elbo"]
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
