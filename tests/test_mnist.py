@@ -89,9 +89,11 @@ def test_gunzip_reproduces_the_checksummed_files(tmp_path):
 
 
 @pytest.fixture(scope="session")
-def prepared_data_dir(tmp_path_factory) -> Path:
-    """One TFDS data dir shared by the session, so the ~25 s preparation happens once."""
-    return tmp_path_factory.mktemp("tfds")
+def prepared_data_dir() -> Path:
+    """The data dir the experiments use too ($LVM_TFDS_DATA_DIR, else ~/tensorflow_datasets):
+    the ~25 s preparation then happens once per machine, not once per test session or file.
+    Parallel workers wait on the loader's file lock instead of preparing twice."""
+    return mnist.default_data_dir()
 
 
 def test_real_files_from_shared(prepared_data_dir):

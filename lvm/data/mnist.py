@@ -18,6 +18,7 @@ Where it is looked for, first hit wins:
 A data set that cannot be found raises one :class:`FileNotFoundError` naming both ways.
 """
 
+import contextlib
 import gzip
 import os
 import shutil
@@ -26,6 +27,11 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
+try:
+    import fcntl
+except ImportError:  # not on Windows: no lock, prepare once by hand there
+    fcntl = None
 
 NAME = "binarized_mnist"
 SPLITS = ("train", "validation", "test")
@@ -96,6 +102,35 @@ def _missing_message(data_dir: Path, manual_dir: Path | None, cause: BaseExcepti
     )
 
 
+@contextlib.contextmanager
+def _prepare_lock(data_dir: Path):
+    """An exclusive file lock, so that parallel processes (pytest-xdist, several scripts)
+    prepare the data set once instead of racing on TFDS's final rename."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    with open(data_dir / f".{NAME}.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _prepare(tfds, builder, data_dir: Path, manual: Path | None, download: bool) -> None:
+    try:
+        config = None
+        if manual is not None:
+            config = tfds.download.DownloadConfig(
+                manual_dir=str(_gunzipped_manual_dir(manual, data_dir))
+            )
+        elif not download:
+            raise FileNotFoundError("no manual dir and download=False")
+        builder.download_and_prepare(download_config=config)
+    except Exception as err:
+        raise FileNotFoundError(_missing_message(data_dir, manual, err)) from err
+
+
 def _to_array(source) -> np.ndarray:
     examples = source.__getitems__(range(len(source)))
     images = np.stack([np.asarray(e["image"]) for e in examples])
@@ -132,18 +167,11 @@ def load_binarized_mnist(
     data_dir = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     builder = tfds.builder(NAME, data_dir=str(data_dir), file_format="array_record")
     if not builder.is_prepared():
-        manual = _resolve_manual_dir(manual_dir)
-        try:
-            config = None
-            if manual is not None:
-                config = tfds.download.DownloadConfig(
-                    manual_dir=str(_gunzipped_manual_dir(manual, data_dir))
-                )
-            elif not download:
-                raise FileNotFoundError("no manual dir and download=False")
-            builder.download_and_prepare(download_config=config)
-        except Exception as err:
-            raise FileNotFoundError(_missing_message(data_dir, manual, err)) from err
+        with _prepare_lock(data_dir):
+            # Another process may have prepared it while this one waited for the lock.
+            builder = tfds.builder(NAME, data_dir=str(data_dir), file_format="array_record")
+            if not builder.is_prepared():
+                _prepare(tfds, builder, data_dir, _resolve_manual_dir(manual_dir), download)
     sources = builder.as_data_source(split=list(splits))
     arrays = dict(zip(splits, (_to_array(s) for s in sources), strict=True))
     return BinarizedMNIST(*(arrays.get(s) for s in SPLITS))
