@@ -172,6 +172,8 @@ def test_bad_training_data_is_refused(images):
         fit(_config(), images[:200, :783], progress=False)
     with pytest.raises(ValueError, match="at least batch_size"):
         fit(_config(), images[:50], progress=False)
+    with pytest.raises(ValueError, match="out_dir"):
+        fit(_config(), images[:200], resume=True, progress=False)
 
     init, step = make_train_step(lvm.ELBO(1), optax.adam(1e-3))
     state = init(VAE(SMALL, key=jax.random.key(0)))

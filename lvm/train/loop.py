@@ -154,11 +154,13 @@ def fit(
     """Train a VAE on ``train_x`` (N, D) float {0, 1} images; see the module docstring.
 
     Returns the final model, the final :class:`TrainState` and the per-epoch history
-    (``epoch``, ``step``, ``train_bound``: mean over the epoch's minibatches,
+    (``epoch``, ``step``, ``train_bound``: mean over the epoch's minibatches, ``grad_norm``: its mean,
     ``validation_bound`` or None, ``epoch_seconds``, ``learning_rate``). With
     ``resume=True`` and a checkpoint in ``out_dir``, training continues from it;
     a checkpoint of another config or a corrupt one raises :class:`CheckpointError`.
     """
+    if resume and out_dir is None:
+        raise ValueError("resume=True needs the out_dir that holds the checkpoint")
     mesh = make_mesh() if mesh is None else mesh
     train_x = check_data(train_x, config.model.data_dim, "train_x").astype(np.float32)
     if validation_x is not None:
@@ -203,14 +205,18 @@ def fit(
         disable=not progress,
     )
     for epoch in bar:
-        lr = float(schedule(int(state.step)))
+        lr = float(schedule((epoch - 1) * steps_per_epoch))
         tic = time.perf_counter()
         state, info = epoch_fn(jax.random.fold_in(train_key, epoch), state, data)
-        train_bound = float(jnp.mean(info.bound))  # the one host sync of the epoch
+        # The one host sync of the epoch.
+        train_bound, grad_norm = map(
+            float, jax.device_get((jnp.mean(info.bound), jnp.mean(info.grad_norm)))
+        )
         record = {
             "epoch": epoch,
-            "step": int(state.step),
+            "step": epoch * steps_per_epoch,
             "train_bound": train_bound,
+            "grad_norm": grad_norm,
             "validation_bound": None,
             "epoch_seconds": time.perf_counter() - tic,
             "learning_rate": lr,
