@@ -141,6 +141,24 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def _restore(out: Path, like: TrainState, metadata: dict) -> tuple[TrainState, int, list[dict]]:
+    """The checkpointed state, its epoch, and the metrics of the epochs up to it."""
+    saved, _ = read_metadata(out / CHECKPOINT)
+    problems = _incompatibilities(saved["config"], metadata["config"])
+    if saved.get("num_train") != metadata["num_train"]:
+        problems.append(
+            f"num_train: checkpoint {saved.get('num_train')} != now {metadata['num_train']}"
+        )
+    if problems:
+        raise CheckpointError(
+            f"{out / CHECKPOINT} was written by an incompatible run: " + "; ".join(problems)
+        )
+    state, saved = load_checkpoint(out / CHECKPOINT, like)
+    start = int(saved["epoch"])
+    # Epochs logged after the last checkpoint (a crash in between) are run again.
+    return state, start, [r for r in _read_jsonl(out / METRICS) if r["epoch"] <= start]
+
+
 def fit(
     config: TrainConfig,
     train_x,
@@ -179,19 +197,7 @@ def fit(
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(metadata, indent=2))
         if resume and (out / CHECKPOINT).exists():
-            saved, _ = read_metadata(out / CHECKPOINT)
-            problems = _incompatibilities(saved["config"], metadata["config"])
-            if saved.get("num_train") != metadata["num_train"]:
-                problems.append(
-                    f"num_train: checkpoint {saved.get('num_train')} != now {metadata['num_train']}"
-                )
-            if problems:
-                raise CheckpointError(
-                    f"{out / CHECKPOINT} was written by an incompatible run: " + "; ".join(problems)
-                )
-            state, saved = load_checkpoint(out / CHECKPOINT, state)
-            start = int(saved["epoch"])
-            history = [r for r in _read_jsonl(out / METRICS) if r["epoch"] <= start]
+            state, start, history = _restore(out, state, metadata)
         _write_jsonl(out / METRICS, history)
 
     state = replicate(state, mesh)
@@ -228,7 +234,11 @@ def fit(
         history.append(record)
         bar.set_postfix(
             bound=f"{train_bound:.2f}",
-            **({"val": f"{record['validation_bound']:.2f}"} if record["validation_bound"] else {}),
+            **(
+                {"val": f"{record['validation_bound']:.2f}"}
+                if record["validation_bound"] is not None
+                else {}
+            ),
         )
         if out is not None:
             with open(out / METRICS, "a") as f:
