@@ -12,6 +12,7 @@ epochs and at the end), ``metrics.jsonl`` (one line per epoch) and ``config.json
 """
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -107,6 +108,14 @@ def _keys(seed: int):
 
 
 def _setup(config: TrainConfig, steps_per_epoch: int, mesh: Mesh):
+    """``init``, the jitted ``epoch`` and the schedule; shared by runs differing only in
+    seed or length, so that a process training several such runs compiles once."""
+    irrelevant = dict.fromkeys(RESUMABLE_FIELDS, 1) | {"seed": 0}
+    return _setup_cached(dataclasses.replace(config, **irrelevant), steps_per_epoch, mesh)
+
+
+@functools.lru_cache(maxsize=16)
+def _setup_cached(config: TrainConfig, steps_per_epoch: int, mesh: Mesh):
     optimizer, schedule = make_optimizer(
         learning_rate=config.learning_rate,
         schedule=config.schedule,
