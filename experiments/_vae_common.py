@@ -12,10 +12,10 @@ trains each model once.
 
 Budgets (one frozen :class:`Budget`, chosen by flags):
 
-* default: 5 epochs for every 784-200-200-50 model, Adam at a constant 1e-3, the full
+* default: 10 epochs for every 784-200-200-50 model, Adam at a constant 1e-3, the full
   50,000 training and 10,000 validation images; test log p(x) with k = 5,000 on the first
   1,000 test images; the 2-D latent model 20 epochs. This is what fits in well under
-  45 minutes on a 2-core CPU (the k = 50 models dominate: about 1.5 min per epoch).
+  45 minutes on a 2-core CPU (the two k = 50 models dominate: about 1 min per epoch each).
 * ``--paper-budget``: Burda et al. (2016): 3,280 epochs with their schedule (learning rate
   1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7), the full 10,000-image test set. For a GPU.
 * ``--quick``: a tiny model on 500 images for one epoch, k = 64 for log p(x): seconds.
@@ -86,7 +86,7 @@ PUBLISHED_SOURCE = (
 class Budget:
     """How long, and on how much data, the models are trained and evaluated."""
 
-    num_epochs: int = 5
+    num_epochs: int = 10
     #: the 2-D latent model is cheap (its cost is that of a k=1 VAE), so it gets more epochs.
     num_epochs_2d: int = 20
     schedule: str = "constant"
