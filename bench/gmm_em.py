@@ -13,11 +13,12 @@ their difference. lvm runs at float32 and at float64 (``jax_enable_x64``);
 scikit-learn at float64, its only precision.
 
 It also measures this machine's float32/float64 matmul throughput (a 2048^3
-product) and times the parts of one lvm iteration: the E-step product
-Phi @ H^T (N x F x K), the whole E-step (with log-sum-exp and exp), and the
-M-step (its (K x N) @ (N x F) product and the Cholesky factorisations), so the
-JSON says which operation dominates and how close an iteration comes to the
-matmul peak. Usage::
+product) and times the parts of one lvm iteration: the fused pass over the data
+(E-step and M-step sums, chunk by chunk), each of the two products it is made of
+run alone over all the data (Phi @ H^T, (N x F) x (F x K), and R^T @ Phi,
+(K x N) x (N x F)), and the M-step's small algebra (K Cholesky factorisations),
+so the JSON says which operation dominates and how close an iteration comes to
+the matmul peak. Usage::
 
     flock /tmp/lvm-heavy.lock python bench/gmm_em.py            # a few minutes on 2 cores
     python bench/gmm_em.py --quick                              # seconds
@@ -108,38 +109,42 @@ def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
 
     prepare = jax.jit(lambda x, w: em._prepare(x, w, reg_covar, cov))
     t = time.perf_counter()
-    a, _, phi, reg = jax.block_until_ready(prepare(x, w))
+    a, _, phi, reg, w = jax.block_until_ready(prepare(x, w))
     setup_s = time.perf_counter() - t  # includes its compile; small either way
     p0 = stdz.to_standard(params0, a)
+    total_w = jnp.sum(w)
+
+    def one_iteration(p, phi, w):
+        stats, nk, _ = em._em_pass(p, phi, w)
+        return em._params_from_stats(stats, nk, total_w, reg, cov)
 
     @jax.jit
-    def iterate(p, phi, w, reg):
-        def body(_, p):
-            resp, _ = em._e_step(p, phi, w)
-            return em._m_step(resp, phi, w, reg, cov)
-
-        return jax.lax.fori_loop(0, num_iters, body, p)
+    def iterate(p, phi, w):
+        return jax.lax.fori_loop(0, num_iters, lambda _, p: one_iteration(p, phi, w), p)
 
     t = time.perf_counter()
-    compiled = iterate.lower(p0, phi, w, reg).compile()
+    compiled = iterate.lower(p0, phi, w).compile()
     compile_s = time.perf_counter() - t
-    out = jax.block_until_ready(compiled(p0, phi, w, reg))
-    total = _timeit(lambda: jax.block_until_ready(compiled(p0, phi, w, reg)), 3)
+    out = jax.block_until_ready(compiled(p0, phi, w))
+    total = _timeit(lambda: jax.block_until_ready(compiled(p0, phi, w)), 3)
     fitted = stdz.from_standard(out, a)
     ll = float(log_likelihood(_cast(fitted, jnp.float64), x64))
 
-    eta, const = jax.jit(em._natural)(p0)
+    # The parts: the fused pass over the data, and the two products it is made of,
+    # each over the whole data at once (for reference), and the small M-step algebra.
+    eta, _ = jax.jit(em._natural)(p0)
+    resp = jnp.full((phi.shape[0], eta.shape[0]), 1.0 / eta.shape[0], phi.dtype)
     estep_mm = jax.jit(lambda phi, eta: phi @ eta.T)
-    estep = jax.jit(lambda p, phi, w: em._e_step(p, phi, w))
-    mstep = jax.jit(lambda r, phi, w, reg: em._m_step(r, phi, w, reg, cov))
     mstep_mm = jax.jit(lambda r, phi: r.T @ phi)
-    resp, _ = estep(p0, phi, w)
-    jax.block_until_ready((estep_mm(phi, eta), mstep(resp, phi, w, reg), mstep_mm(resp, phi)))
+    em_pass = jax.jit(em._em_pass)
+    stats, nk, _ = em_pass(p0, phi, w)
+    algebra = jax.jit(lambda s, nk: em._params_from_stats(s, nk, total_w, reg, cov))
+    jax.block_until_ready((estep_mm(phi, eta), mstep_mm(resp, phi), algebra(stats, nk)))
     parts = {
+        "fused_pass_s": _timeit(lambda: jax.block_until_ready(em_pass(p0, phi, w)), 5),
         "estep_matmul_s": _timeit(lambda: estep_mm(phi, eta).block_until_ready(), 5),
-        "estep_s": _timeit(lambda: jax.block_until_ready(estep(p0, phi, w)), 5),
         "mstep_matmul_s": _timeit(lambda: mstep_mm(resp, phi).block_until_ready(), 5),
-        "mstep_s": _timeit(lambda: jax.block_until_ready(mstep(resp, phi, w, reg)), 5),
+        "mstep_algebra_s": _timeit(lambda: jax.block_until_ready(algebra(stats, nk)), 5),
     }
     return total / num_iters, compile_s, setup_s, ll, parts, phi.shape[1]
 

@@ -215,3 +215,19 @@ def test_float64_matches_sklearn_to_round_off():
         assert int(ours.num_iterations) == sk.n_iter_
         assert abs(float(ours.log_likelihood) - sk.score(np.asarray(x))) < 1e-9
         np.testing.assert_allclose(np.asarray(ours.params.covariances), sk.covariances_, rtol=1e-7)
+
+
+def test_chunked_pass_equals_single_pass():
+    # 70 copies of 1000 points (70,000 rows: the chunked, zero-padded path) have the same
+    # empirical distribution as the 1000 points (one pass): the EM step must agree.
+    from lvm.fit import em
+
+    x = _random_data(seed=8, n=1000)
+    tiled = np.tile(x, (70, 1))
+    assert tiled.shape[0] >= em._MIN_CHUNKED and tiled.shape[0] % em._CHUNK != 0
+    p0 = initialize(jax.random.key(0), x, num_components=4)
+    small, large = em_step(p0, x), em_step(p0, tiled)
+    for a, b in zip(jax.tree.leaves(small), jax.tree.leaves(large), strict=True):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    res = fit_from(p0, tiled, max_iter=5, tol=-np.inf)
+    np.testing.assert_allclose(res.log_likelihood, log_likelihood(res.params, x), atol=2e-5)

@@ -31,8 +31,10 @@ diagonal and :math:`\lVert x\rVert^2` for spherical covariances),
 and K components is ONE matrix product :math:`\Phi H^\top` of shapes
 (N, F) x (F, K), and the M-step's weighted sums are ONE more,
 :math:`(w \odot R)^\top \Phi`, (K, N) x (N, F), with F = D + D(D+1)/2. The features
-are built once per fit. The expanded quadratic form loses precision when the data
-sit far from the origin, so the work is done in centred, unit-variance coordinates
+are built once per fit; for large N both products run chunk by chunk in one fused
+pass (:func:`_em_pass`), so each iteration reads the features from memory once.
+The expanded quadratic form loses precision when the data sit far from the
+origin, so the work is done in centred, unit-variance coordinates
 (:mod:`lvm.fit._standardize`; EM is equivariant to that change of variables), and
 the returned parameters are mapped back.
 """
@@ -122,19 +124,46 @@ def _natural(params: GaussianMixture) -> tuple[Float[Array, "K F"], Float[Array,
     return jnp.concatenate([lin, quad], -1), const
 
 
-def _e_step(
+# Rows per chunk of the fused pass, and the data size from which chunking pays (below
+# it, one pass over all rows at once is faster than a scan of small products).
+_CHUNK = 4096
+_MIN_CHUNKED = 16 * _CHUNK
+
+
+def _em_pass(
     params: GaussianMixture, phi: Float[Array, "N F"], weight: Float[Array, " N"]
-) -> tuple[Float[Array, "N K"], Scalar]:
-    """Responsibilities and the weighted mean log-likelihood, from one (N,F)x(F,K) product."""
+) -> tuple[Float[Array, "K F"], Float[Array, " K"], Scalar]:
+    r"""One pass over the data: E-step and the M-step's sums, fused, ``_CHUNK`` rows at a time.
+
+    Per chunk: log-joint :math:`\Phi_c H^\top + c` (one product), responsibilities,
+    and the accumulation of :math:`(w \odot R_c)^\top \Phi_c` (a second product)
+    while the chunk of features is still in cache, so the (N, F) features are read
+    from memory once per iteration instead of twice. Returns the weighted sums
+    :math:`\sum_n w_n r_{nk}\phi(x_n)`, :math:`N_k = \sum_n w_n r_{nk}` and the weighted
+    mean log-likelihood of ``params``.
+    """
     eta, const = _natural(params)
-    log_joint = phi @ eta.T + const[None, :]
-    # log-sum-exp by hand so that the N x K exponentials are taken once and reused for r_nk.
-    peak = jax.lax.stop_gradient(jnp.max(log_joint, axis=-1, keepdims=True))
-    unnorm = jnp.exp(log_joint - peak)
-    total = jnp.sum(unnorm, axis=-1, keepdims=True)
-    resp = unnorm / total
-    log_px = (peak + jnp.log(total))[:, 0]
-    return resp, weight @ log_px / jnp.sum(weight)
+    n, f = phi.shape
+    k = const.shape[0]
+    chunk = _CHUNK if (n >= _MIN_CHUNKED and n % _CHUNK == 0) else n
+
+    def body(carry, inputs):
+        stats, nk, total_ll = carry
+        ph, w = inputs
+        log_joint = ph @ eta.T + const[None, :]
+        # log-sum-exp by hand so that the exponentials are taken once and reused for r_nk.
+        peak = jax.lax.stop_gradient(jnp.max(log_joint, axis=-1, keepdims=True))
+        unnorm = jnp.exp(log_joint - peak)
+        total = jnp.sum(unnorm, axis=-1, keepdims=True)
+        wr = unnorm * (w[:, None] / total)
+        log_px = (peak + jnp.log(total))[:, 0]
+        return (stats + wr.T @ ph, nk + jnp.sum(wr, 0), total_ll + w @ log_px), None
+
+    zero = jnp.zeros((), phi.dtype)
+    init = (jnp.zeros((k, f), phi.dtype), jnp.zeros((k,), phi.dtype), zero)
+    inputs = (phi.reshape(n // chunk, chunk, f), weight.reshape(n // chunk, chunk))
+    (stats, nk, total_ll), _ = jax.lax.scan(body, init, inputs)
+    return stats, nk, total_ll / jnp.sum(weight)
 
 
 def _log_px_whitened(
@@ -142,7 +171,7 @@ def _log_px_whitened(
 ) -> Float[Array, " N"]:
     r"""log p(x_n) from whitened differences :math:`L_k^{-1}(x_n - \mu_k)`, in row batches.
 
-    Slower than the expanded form of :func:`_e_step` (an (N, K, D) intermediate, so it
+    Slower than the expanded form of :func:`_em_pass` (an (N, K, D) intermediate, so it
     runs ``batch_size`` rows at a time) but its float32 error grows with
     :math:`\lVert P_k \rVert^{1/2}` instead of :math:`\lVert P_k \rVert`, which matters
     for a component squeezed near the covariance floor. Used for the reported
@@ -181,23 +210,34 @@ def _m_step(
     reg: Float[Array, " D"],
     covariance_type: str,
 ) -> GaussianMixture:
-    """Weighted ML parameters from one (K,N)x(N,F) product, with the covariance floor ``reg``."""
-    d = reg.shape[0]
+    """Weighted ML parameters for given responsibilities (the initialisation's hard ones)."""
     wr = resp * weight[:, None]
-    nk = jnp.sum(wr, 0) + 10 * jnp.finfo(resp.dtype).eps  # as scikit-learn: no 0/0
-    stats = (wr.T @ phi) / nk[:, None]
+    return _params_from_stats(wr.T @ phi, jnp.sum(wr, 0), jnp.sum(weight), reg, covariance_type)
+
+
+def _params_from_stats(
+    stats: Float[Array, "K F"],
+    nk: Float[Array, " K"],
+    total_weight: Scalar,
+    reg: Float[Array, " D"],
+    covariance_type: str,
+) -> GaussianMixture:
+    """The M-step from the weighted sums: pi, mu and the floored covariances (Cholesky)."""
+    d = reg.shape[0]
+    nk = nk + 10 * jnp.finfo(stats.dtype).eps  # as scikit-learn: no 0/0
+    stats = stats / nk[:, None]
     means, second = stats[:, :d], stats[:, d:]
-    logits = jnp.log(nk / jnp.sum(weight))
+    logits = jnp.log(nk / total_weight)
     if covariance_type == "full":
         i, j = _triu(d)
         k = means.shape[0]
-        moment = jnp.zeros((k, d, d), phi.dtype).at[:, i, j].set(second).at[:, j, i].set(second)
+        moment = jnp.zeros((k, d, d), stats.dtype).at[:, i, j].set(second).at[:, j, i].set(second)
         cov = moment - means[:, :, None] * means[:, None, :] + jnp.diag(reg)[None]
         scale = jnp.linalg.cholesky(cov)
         # Float round-off in the expanded moment can leave a collapsed component's
         # covariance a hair short of positive definite: fall back to its diagonal.
         var = jnp.maximum(jnp.diagonal(moment, axis1=-2, axis2=-1) - means**2, 0.0) + reg[None]
-        fallback = jnp.sqrt(var)[:, :, None] * jnp.eye(d, dtype=phi.dtype)[None]
+        fallback = jnp.sqrt(var)[:, :, None] * jnp.eye(d, dtype=stats.dtype)[None]
         ok = jnp.all(jnp.isfinite(scale), axis=(-2, -1))
         scale = jnp.where(ok[:, None, None], scale, fallback)
     elif covariance_type == "diag":
@@ -218,6 +258,7 @@ def _run(
 ):
     """The EM loop in standardised coordinates, inside ``lax.while_loop``."""
     cov = params.covariance_type
+    total_weight = jnp.sum(weight)
 
     def cond(carry):
         i, _, _, _, done = carry
@@ -225,8 +266,8 @@ def _run(
 
     def body(carry):
         i, params, prev, trace, _ = carry
-        resp, ll = _e_step(params, phi, weight)
-        params = _m_step(resp, phi, weight, reg, cov)
+        stats, nk, ll = _em_pass(params, phi, weight)
+        params = _params_from_stats(stats, nk, total_weight, reg, cov)
         return i + 1, params, ll, trace.at[i].set(ll), ll - prev < tol
 
     dtype = phi.dtype
@@ -257,16 +298,21 @@ def _initial(key, xs, phi, weight, reg, num_components, covariance_type, kmeans_
 
 
 def _prepare(x, weight, reg_covar, covariance_type):
+    """Pad to whole chunks (zero-weight rows change no sum), standardise, build features."""
+    n = x.shape[0]
+    pad = (-n) % _CHUNK if n >= _MIN_CHUNKED else 0
+    x = jnp.pad(x, ((0, pad), (0, 0)))
+    weight = jnp.pad(weight, (0, pad))
     a = stdz.data_affine(x, weight, covariance_type)
     xs = a.apply(x)
     reg = jnp.asarray(reg_covar, x.dtype) / a.scale**2
-    return a, xs, _features(xs, covariance_type), reg
+    return a, xs, _features(xs, covariance_type), reg, weight
 
 
 def _fit_impl(
     key, x, weight, reg_covar, tol, *, num_components, covariance_type, max_iter, restarts, kiters
 ):
-    a, xs, phi, reg = _prepare(x, weight, reg_covar, covariance_type)
+    a, xs, phi, reg, weight = _prepare(x, weight, reg_covar, covariance_type)
 
     def one_restart(k):
         p0 = _initial(k, xs, phi, weight, reg, num_components, covariance_type, kiters)
@@ -288,7 +334,7 @@ def _fit_impl(
 
 def _fit_from_impl(params, x, weight, reg_covar, tol, *, max_iter):
     cov = params.covariance_type
-    a, _, phi, reg = _prepare(x, weight, reg_covar, cov)
+    a, _, phi, reg, weight = _prepare(x, weight, reg_covar, cov)
     p, ll, trace, n_iter, converged = _run(
         stdz.to_standard(params, a), phi, weight, reg, tol, max_iter
     )
@@ -297,9 +343,10 @@ def _fit_from_impl(params, x, weight, reg_covar, tol, *, max_iter):
 
 
 def _em_step_impl(params, x, weight, reg_covar):
-    a, _, phi, reg = _prepare(x, weight, reg_covar, params.covariance_type)
-    resp, _ = _e_step(stdz.to_standard(params, a), phi, weight)
-    return stdz.from_standard(_m_step(resp, phi, weight, reg, params.covariance_type), a)
+    cov = params.covariance_type
+    a, _, phi, reg, weight = _prepare(x, weight, reg_covar, cov)
+    stats, nk, _ = _em_pass(stdz.to_standard(params, a), phi, weight)
+    return stdz.from_standard(_params_from_stats(stats, nk, jnp.sum(weight), reg, cov), a)
 
 
 _fit_jit = jax.jit(
@@ -477,6 +524,6 @@ def initialize(
 
 @functools.partial(jax.jit, static_argnums=(4, 5, 6))
 def _initialize_jit(key, x, weight, reg_covar, num_components, covariance_type, kmeans_iters):
-    a, xs, phi, reg = _prepare(x, weight, reg_covar, covariance_type)
+    a, xs, phi, reg, weight = _prepare(x, weight, reg_covar, covariance_type)
     p0 = _initial(key, xs, phi, weight, reg, num_components, covariance_type, kmeans_iters)
     return stdz.from_standard(p0, a)
