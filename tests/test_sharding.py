@@ -10,8 +10,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 SCRIPT = textwrap.dedent(
     """
     import json
@@ -73,8 +71,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def result():
+def _run_on_four_devices() -> dict:
     env = dict(
         os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu"
     )
@@ -86,21 +83,14 @@ def result():
     return json.loads(line[len("RESULT") :])
 
 
-def test_sharded_step_equals_single_device_step(result):
+def test_sharded_step_epoch_and_evaluator_equal_one_device():
+    """One test (one subprocess), so that pytest-xdist does not start the 4-device process twice."""
+    result = _run_on_four_devices()
     assert result["step_devices"] == 4  # the state really lives on the 4-device mesh
     # Same particles (keys split per datapoint), same math; only the reduction order differs.
     assert result["step_max_diff"] < 1e-5
     assert abs(result["step_bound"][0] - result["step_bound"][1]) < 1e-4
-
-
-def test_sharded_epoch_equals_single_device_epoch(result):
     assert result["epoch_max_diff"] < 1e-5
     assert result["epoch_bounds_max_diff"] < 1e-3
-
-
-def test_sharded_evaluator_equals_single_device(result):
     assert result["eval_max_diff"] < 1e-4
-
-
-def test_batch_must_split_evenly_over_devices(result):
     assert "divisible by the number of devices 4" in result["indivisible_error"]
