@@ -12,7 +12,7 @@ trains each model once.
 
 Budgets (one frozen :class:`Budget`, chosen by flags):
 
-* default: 10 epochs for every 784-200-200-50 model, Adam at a constant 1e-3, the full
+* default: 5 epochs for every 784-200-200-50 model, Adam at a constant 1e-3, the full
   50,000 training and 10,000 validation images; test log p(x) with k = 5,000 on the first
   1,000 test images; the 2-D latent model 20 epochs. This is what fits in well under
   45 minutes on a 2-core CPU (the two k = 50 models dominate: about 1 min per epoch each).
@@ -86,7 +86,7 @@ PUBLISHED_SOURCE = (
 class Budget:
     """How long, and on how much data, the models are trained and evaluated."""
 
-    num_epochs: int = 10
+    num_epochs: int = 5
     #: the 2-D latent model is cheap (its cost is that of a k=1 VAE), so it gets more epochs.
     num_epochs_2d: int = 20
     schedule: str = "constant"

@@ -14,7 +14,7 @@ partly a tighter bound on the same log p(x), partly a better model; the k = 5,00
 
 Setup: binarized MNIST (static binarization, TFDS ``binarized_mnist``), 784-200-200-(50,50)
 encoder and 50-200-200-784 decoder with tanh, Bernoulli pixels, batch 100, Adam
-(1e-3, eps 1e-4), 10 epochs (default budget, see ``_vae_common.py``); ``--paper-budget``
+(1e-3, eps 1e-4), 5 epochs (default budget, see ``_vae_common.py``); ``--paper-budget``
 trains Burda et al.'s 3,280 epochs with their schedule instead, ``--epochs N`` any other.
 The runs are shared with ``vae_samples.py`` and ``vae_loglik_table.py`` (trained once,
 under ``runs/vae``).

@@ -22,10 +22,10 @@ The markdown table puts the published numbers beside ours. They are NOT like for
 Burda et al. trained 3,280 epochs on MNIST re-binarized at random for every minibatch
 (dynamic binarization, which acts as data augmentation and scores better), while this
 uses the fixed (static) binarization of Larochelle & Murray (TFDS ``binarized_mnist``)
-and, by default, 10 epochs.
+and, by default, 5 epochs.
 
 Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
-(784-200-200-50, tanh, batch 100, Adam 1e-3, 10 epochs; see ``_vae_common.py``).
+(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_vae_common.py``).
 
 Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). On 2 CPU
 cores, about 4 min of evaluation (k = 5,000 on 1,000 images, five models) once the runs

@@ -13,7 +13,7 @@ though the two latent spaces encode digits differently). Bottom: 10 test images 
 :math:`\log p(x \mid z=\mu_q(x))` over the whole test set, in nats.
 
 Models: the 50-D VAE k=1 and IWAE k=50 runs shared with ``vae_learning_curves.py`` and
-``vae_loglik_table.py`` (default budget: 10 epochs each; ``--paper-budget``: 3,280).
+``vae_loglik_table.py`` (default budget: 5 epochs each; ``--paper-budget``: 3,280).
 
 Run: ``python experiments/vae_samples.py`` (``just figures`` runs it); seconds when the
 runs exist, otherwise it trains them (about 14 min on 2 CPU cores). ``--quick``: seconds.
