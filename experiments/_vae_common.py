@@ -132,7 +132,7 @@ def parse_args(argv, description: str) -> tuple[argparse.Namespace, Budget]:
         type=Path,
         default=None,
         help="where trained runs are kept and shared between scripts "
-        "(default runs/vae; with --quick, <out-dir>/vae_runs)",
+        "(default runs/vae; with --quick, runs/vae-quick)",
     )
     parser.add_argument(
         "--paper-budget",
@@ -156,7 +156,7 @@ def parse_args(argv, description: str) -> tuple[argparse.Namespace, Budget]:
     if args.num_test is not None:
         budget = replace(budget, num_test=args.num_test or None)
     if args.runs_dir is None:
-        args.runs_dir = args.out_dir / "vae_runs" if args.quick else Path("runs/vae")
+        args.runs_dir = Path("runs/vae-quick" if args.quick else "runs/vae")
     return args, budget
 
 

@@ -34,8 +34,9 @@ def _numbers(tree):
         yield float(tree)
 
 
-def _run_quick(name: str, out_dir: Path, *extra: str) -> dict:
-    _script(name).main(["--quick", "--out-dir", str(out_dir), *extra])
+def _run_quick(name: str, out_dir: Path) -> dict:
+    runs_dir = out_dir / "vae_runs"
+    _script(name).main(["--quick", "--out-dir", str(out_dir), "--runs-dir", str(runs_dir)])
     for suffix in ("png", "pdf", "json"):
         assert (out_dir / f"{name}.{suffix}").stat().st_size > 0
     return json.loads((out_dir / f"{name}.json").read_text())
