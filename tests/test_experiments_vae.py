@@ -91,3 +91,24 @@ def test_curves_and_samples_share_runs(tmp_path):
     assert {name: path.stat().st_mtime_ns for name, path in runs.items()} == written
     for value in samples["mean_sample_pixel_probability"].values():
         assert 0.0 < value < 1.0
+
+
+def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
+    """Asking for more epochs extends a run; any other change of setting starts a new one."""
+    from dataclasses import replace
+
+    common = _script("_vae_common")
+    budget = common.Budget()
+    base = common.train_config("iwae_k50", budget, seed=0)
+    same = common.run_dir(tmp_path, "iwae_k50", base, 50_000)
+    longer = replace(base, num_epochs=3280, checkpoint_every=50)
+    assert common.run_dir(tmp_path, "iwae_k50", longer, 50_000) == same
+    others = [
+        replace(base, seed=1),
+        replace(base, objective=common.RUNS["vae_k50"]),
+        replace(base, schedule="iwae"),
+        replace(base, model=replace(base.model, latent_dim=2)),
+    ]
+    for config in others:
+        assert common.run_dir(tmp_path, "iwae_k50", config, 50_000) != same
+    assert common.run_dir(tmp_path, "iwae_k50", base, 500) != same
