@@ -20,7 +20,7 @@ The proposal is q(z|x) = N(posterior mean, diag posterior std), a diagonal Gauss
 like a VAE encoder's; a JSON line also reports the mean estimate next to the exact
 log p(x), so a wrong estimator cannot look fast.
 
-    python bench/estimators.py             # about 2 minutes on the 2-core CPU
+    python bench/estimators.py             # about 5 minutes on the 2-core CPU
     python bench/estimators.py --quick     # a few seconds
     flock /tmp/lvm-heavy.lock python bench/estimators.py   # the committed numbers
 

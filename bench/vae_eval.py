@@ -16,7 +16,7 @@ The model is an untrained VAE with the default architecture (speed does not depe
 weights). Data: the binarized MNIST test set through ``lvm.data.mnist``; if it cannot be
 loaded, a random binary array of the same shape (the JSON says which).
 
-    python bench/vae_eval.py              # about 5 minutes on the 2-core CPU
+    python bench/vae_eval.py              # about 9 minutes on the 2-core CPU (5 with --skip-memory)
     python bench/vae_eval.py --quick      # a few seconds
     flock /tmp/lvm-heavy.lock python bench/vae_eval.py   # the committed numbers
 

@@ -19,9 +19,9 @@ the decoder per step), as a fraction of the float32 matmul peak from bench/matmu
 Data: the binarized MNIST training set through ``lvm.data.mnist``; if it cannot be
 loaded, a random binary array of the same shape (the JSON says which).
 
-    python bench/vae_train.py                    # about 4 minutes on the 2-core CPU
+    python bench/vae_train.py                    # 1-7 minutes on the shared 2-core CPU (load)
     python bench/vae_train.py --torch-compile    # + torch.compile rows, about 3 minutes more
-    python bench/vae_train.py --quick            # a few seconds
+    python bench/vae_train.py --quick            # ~30 s (imports, data, compiles)
     flock /tmp/lvm-heavy.lock python bench/vae_train.py   # the committed numbers
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU wheel); without it the
@@ -157,7 +157,7 @@ def report(impl, k, steps, timing, peak_gflops, data, cfg, **extra) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="two k, five steps: a few seconds")
+    parser.add_argument("--quick", action="store_true", help="two k, three steps: seconds")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
