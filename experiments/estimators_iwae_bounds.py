@@ -17,10 +17,10 @@ Each :math:`\mathcal L_k` is the mean of ``num_reps`` independent ``lvm.importan
 estimates (streamed in chunks for large k), +- 1 standard error; the k = 1 star is the
 closed-form ELBO log p(x) - KL(q || p(z|x)).
 
-Run: ``python experiments/estimators_iwae_bounds.py`` (``just figures`` runs it); about 40 s on
-2 CPU cores. Should hit: every measured L_k at or below log p(x) within 3 standard errors and
+Run: ``python experiments/estimators_iwae_bounds.py`` (``just figures`` runs it); about 1.5 min
+(60 s of CPU) on 2 CPU cores. Should hit: every measured L_k at or below log p(x) within 3 standard errors and
 non-decreasing in k within 3 standard errors; for the mean-field q the gap falls from
-KL = 1.87 nats at k = 1 to under 0.01 nats at k = 5000.
+KL = 0.31 nats (L_1 measured 0.28 +- 0.03 below log p(x)) to 0.002 +- 0.002 nats at k = 5000.
 """
 
 import sys
