@@ -126,6 +126,18 @@ def test_resume_gives_the_same_parameters_as_an_uninterrupted_run(images, tmp_pa
     drop = ("epoch_seconds",)
     strip = lambda r: {k: v for k, v in r.items() if k not in drop}  # noqa: E731
     assert [strip(r) for r in lines] == [strip(r) for r in full.history]
+    # Asking for the epochs already done returns at once, with the whole history.
+    again = fit(
+        _config(num_epochs=4, eval_every=1),
+        x,
+        validation_x=val,
+        out_dir=tmp_path / "b",
+        resume=True,
+        progress=False,
+    )
+    assert [strip(r) for r in again.history] == [strip(r) for r in full.history]
+    with pytest.raises(CheckpointError, match="past num_epochs=3"):
+        fit(_config(num_epochs=3), x, out_dir=tmp_path / "b", resume=True, progress=False)
     loaded = load_model(tmp_path / "b" / "checkpoint.eqx")
     for a, b in zip(jax.tree.leaves(loaded), jax.tree.leaves(full.model), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

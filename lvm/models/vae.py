@@ -79,10 +79,14 @@ class _MLP(eqx.Module):
         self.activation = activation
 
     def __call__(self, h: Float[Array, " n_in"]) -> Float[Array, " n_out"]:
+        # ``h @ W.T`` rather than ``layer(h)`` (= ``W @ h``): vmapped over datapoints and
+        # particles, the batch axis then stays leading in the products, and XLA does not
+        # transpose the (B k, 784) logits before every elementwise op (k=50 steps ~1.5-2x faster).
         act = _ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
-            h = act(layer(h))
-        return self.layers[-1](h)
+            h = act(h @ layer.weight.T + layer.bias)
+        last = self.layers[-1]
+        return h @ last.weight.T + last.bias
 
 
 class VAE(eqx.Module):

@@ -162,6 +162,11 @@ def _restore(out: Path, like: TrainState, metadata: dict) -> tuple[TrainState, i
         raise CheckpointError(
             f"{out / CHECKPOINT} was written by an incompatible run: " + "; ".join(problems)
         )
+    if int(saved["epoch"]) > metadata["config"]["num_epochs"]:
+        raise CheckpointError(
+            f"{out / CHECKPOINT} is at epoch {saved['epoch']}, past num_epochs="
+            f"{metadata['config']['num_epochs']}; ask for at least that many epochs"
+        )
     state, saved = load_checkpoint(out / CHECKPOINT, like)
     start = int(saved["epoch"])
     # Epochs logged after the last checkpoint (a crash in between) are run again.
