@@ -1,8 +1,11 @@
 """lvm: latent variable models as small, pure, jit-compiled JAX functions.
 
 Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS) ->
-``distributions`` (priors and proposals) -> ``models`` (log_joint, exact pieces) ->
-``estimators`` (naive MC, importance sampling / IWAE, ELBO) -> fitting and training.
+``distributions`` (priors and proposals) -> ``models`` (linear-Gaussian, GMM, VAE) ->
+``estimators`` (naive MC, importance sampling / IWAE, ELBO) -> ``fit`` (EM and gradient
+fitting of mixtures) and ``train`` / ``evaluate`` / ``sharding`` (the VAE) -> ``data``.
+The subpackages ``lvm.fit``, ``lvm.train``, ``lvm.evaluate``, ``lvm.data`` are imported
+by name; the core math is re-exported here.
 """
 
 from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
@@ -16,6 +19,7 @@ from lvm.distributions import (
 from lvm.estimators import (
     ELBO,
     IWAE,
+    ELBOAnalyticKL,
     ELBOTerms,
     elbo,
     elbo_analytic_kl,
@@ -26,17 +30,20 @@ from lvm.estimators import (
     log_weights,
     naive_monte_carlo,
 )
-from lvm.models import GaussianMixture, LinearGaussian
+from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
 
 __all__ = [
     "ELBO",
     "IWAE",
+    "VAE",
     "Categorical",
     "DiagonalNormal",
+    "ELBOAnalyticKL",
     "ELBOTerms",
     "GaussianMixture",
     "LinearGaussian",
     "MultivariateNormal",
+    "VAEConfig",
     "effective_sample_size",
     "elbo",
     "elbo_analytic_kl",

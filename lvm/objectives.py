@@ -1,41 +1,16 @@
-r"""Training objectives as values, and the one place a model meets an objective.
+r"""The one place an amortized model meets an objective value, and objectives as JSON.
 
-``lvm.ELBO(k)`` and ``lvm.IWAE(k)`` take ``(key, log_joint, proposal, x)``. The analytic-KL
-ELBO needs the likelihood and the prior apart, so :class:`ELBOAnalyticKL` takes
-``(key, log_likelihood, prior, proposal, x)`` like :func:`lvm.elbo_analytic_kl`.
-:func:`model_bound` feeds either kind from a model with ``encode``/``log_joint``.
+The values themselves live in :mod:`lvm.estimators.objectives`: ``lvm.ELBO(k)`` and
+``lvm.IWAE(k)`` take ``(key, log_joint, proposal, x)``; :class:`lvm.ELBOAnalyticKL` takes
+``(key, log_likelihood, prior, proposal, x)``. :func:`model_bound` feeds either kind from
+a model with ``encode``/``log_joint``.
 """
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from lvm._checks import check_num_samples
-from lvm.estimators import ELBO, IWAE, elbo_analytic_kl
-from lvm.types import Datum, Distribution, Key, LogLikelihood, Scalar
-
-
-@dataclass(frozen=True)
-class ELBOAnalyticKL:
-    r""":math:`\frac1k \sum_i \log p(x \mid z_i) - \mathrm{KL}(q(z \mid x) \,\|\, p(z))` (Kingma & Welling, 2014)."""
-
-    num_samples: int = 1
-
-    def __post_init__(self):
-        check_num_samples(self.num_samples)
-
-    def __call__(
-        self,
-        key: Key,
-        log_likelihood: LogLikelihood,
-        prior: Distribution,
-        proposal: Distribution,
-        x: Datum,
-    ) -> Scalar:
-        return elbo_analytic_kl(
-            key, log_likelihood, prior, proposal, x, num_samples=self.num_samples
-        )
-
+from lvm.estimators import ELBO, IWAE, ELBOAnalyticKL
+from lvm.types import Datum, Key, Scalar
 
 Objective = ELBO | IWAE | ELBOAnalyticKL
 _BY_NAME = {cls.__name__: cls for cls in (ELBO, IWAE, ELBOAnalyticKL)}

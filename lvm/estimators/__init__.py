@@ -3,12 +3,13 @@
 from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
-from lvm.estimators.objectives import ELBO, IWAE
+from lvm.estimators.objectives import ELBO, IWAE, ELBOAnalyticKL
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
     "ELBO",
     "IWAE",
+    "ELBOAnalyticKL",
     "ELBOTerms",
     "elbo",
     "elbo_analytic_kl",

@@ -9,9 +9,9 @@ Adding an estimator is adding one such class (or any function of that signature)
 from dataclasses import dataclass
 
 from lvm._checks import check_num_samples
-from lvm.estimators.elbo import elbo
+from lvm.estimators.elbo import elbo, elbo_analytic_kl
 from lvm.estimators.importance import importance_sampling
-from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
+from lvm.types import Datum, Distribution, Key, LogJoint, LogLikelihood, Scalar
 
 
 @dataclass(frozen=True)
@@ -42,4 +42,26 @@ class IWAE:
     def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
         return importance_sampling(
             key, log_joint, proposal, x, num_samples=self.num_samples, chunk_size=self.chunk_size
+        )
+
+
+@dataclass(frozen=True)
+class ELBOAnalyticKL:
+    r""":math:`\frac1k \sum_i \log p(x \mid z_i) - \mathrm{KL}(q(z \mid x) \,\|\, p(z))` (Kingma & Welling, 2014)."""
+
+    num_samples: int = 1
+
+    def __post_init__(self):
+        check_num_samples(self.num_samples)
+
+    def __call__(
+        self,
+        key: Key,
+        log_likelihood: LogLikelihood,
+        prior: Distribution,
+        proposal: Distribution,
+        x: Datum,
+    ) -> Scalar:
+        return elbo_analytic_kl(
+            key, log_likelihood, prior, proposal, x, num_samples=self.num_samples
         )

@@ -1,6 +1,7 @@
-"""Models with exact pieces: log_joint(x, z), sample(key), and where tractable log_marginal and posterior."""
+"""Models: log_joint(x, z), sample(key), and where tractable log_marginal and posterior."""
 
 from lvm.models.gmm import GaussianMixture
 from lvm.models.linear_gaussian import LinearGaussian
+from lvm.models.vae import VAE, VAEConfig
 
-__all__ = ["GaussianMixture", "LinearGaussian"]
+__all__ = ["VAE", "GaussianMixture", "LinearGaussian", "VAEConfig"]
