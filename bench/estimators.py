@@ -21,7 +21,7 @@ like a VAE encoder's; a JSON line also reports the mean estimate next to the exa
 log p(x), so a wrong estimator cannot look fast.
 
     python bench/estimators.py             # about 5 minutes on the 2-core CPU
-    python bench/estimators.py --quick     # a few seconds
+    python bench/estimators.py --quick     # ~1 min on the loaded box (compiles, 2 subprocesses)
     flock /tmp/lvm-heavy.lock python bench/estimators.py   # the committed numbers
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU wheel); without it the

@@ -7,7 +7,7 @@ GFLOP/s (2 m n k flops per product), then a summary line with the peak over shap
 Other bench scripts import :func:`measure_peak` to express their GFLOP/s as a fraction of it.
 
     python bench/matmul.py            # about 20 s
-    python bench/matmul.py --quick    # about 3 s
+    python bench/matmul.py --quick    # about 6 s
 
 PyTorch is a bench-only dependency: ``pip install torch==2.13.0`` (the CPU wheel).
 """
