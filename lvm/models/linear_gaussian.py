@@ -65,7 +65,8 @@ class LinearGaussian(eqx.Module):
     def log_likelihood(self, x: Float[Array, " D"], z: Float[Array, " d"]) -> Scalar:
         r""":math:`\log \mathcal N(x; Wz + b, \sigma^2 I)`."""
         self._check(x, z)
-        r = (x - self.weight @ z - self.bias) / self.noise_std
+        # z @ W^T keeps the sample axis leading under vmap (W @ z makes XLA transpose a D x k result).
+        r = (x - z @ self.weight.T - self.bias) / self.noise_std
         return -0.5 * jnp.sum(r**2) - x.size * (jnp.log(self.noise_std) + 0.5 * _LOG_2PI)
 
     def log_joint(self, x: Float[Array, " D"], z: Float[Array, " d"]) -> Scalar:
