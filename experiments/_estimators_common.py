@@ -11,11 +11,7 @@ which for :math:`p = p(z \mid x)` is :math:`\mathrm{Var}_q(w)/p(x)^2 + 1`, the r
 variance of one importance weight :math:`w = p(x,z)/q(z)`.
 """
 
-import argparse
-import dataclasses
-import json
 import math
-from pathlib import Path
 
 import matplotlib
 
@@ -24,6 +20,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import parse_args, save_figure, save_json  # noqa: E402, F401  (re-exported)
 
 #: One colour per proposal role, shared by every figure.
 COLORS = {
@@ -32,15 +29,6 @@ COLORS = {
     "posterior": "tab:green",
     "exact": "black",
 }
-
-
-def parse_args(argv, description: str) -> argparse.Namespace:
-    """The three flags every figure script takes: ``--quick``, ``--seed``, ``--out-dir``."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0, help="root PRNG seed")
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
-    return parser.parse_args(argv)
 
 
 def style() -> None:
@@ -57,43 +45,6 @@ def style() -> None:
             "grid.alpha": 0.3,
         }
     )
-
-
-def save_figure(fig, out_dir: Path, name: str) -> Path:
-    """Write ``<out_dir>/<name>.png`` and ``.pdf``; returns the PNG path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / f"{name}.png"
-    fig.savefig(png, bbox_inches="tight")
-    fig.savefig(out_dir / f"{name}.pdf", bbox_inches="tight")
-    plt.close(fig)
-    return png
-
-
-def _to_jsonable(obj):
-    if dataclasses.is_dataclass(obj):
-        return _to_jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    arr = np.asarray(obj)
-    if arr.dtype.kind in "fc":
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"refusing to write a non-finite number to JSON: {arr}")
-        return arr.astype(float).tolist()
-    if arr.dtype.kind in "iub":
-        return arr.tolist()
-    return obj
-
-
-def save_json(out_dir: Path, name: str, data: dict) -> Path:
-    """Write the raw numbers behind a figure to ``<out_dir>/<name>.json`` (finite numbers only)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    path.write_text(json.dumps(_to_jsonable(data), indent=1))
-    return path
 
 
 def mean_se(values, axis: int = -1) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,6 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +34,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from _common import base_parser, save_figure, save_json  # noqa: E402, F401  (re-exported)
 
 from lvm import ELBO, IWAE  # noqa: E402
 from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist  # noqa: E402
@@ -123,10 +123,7 @@ class Budget:
 
 def parse_args(argv, description: str) -> tuple[argparse.Namespace, Budget]:
     """The flags every ``vae_*`` script takes, and the :class:`Budget` they select."""
-    parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0, help="root PRNG seed")
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
+    parser = base_parser(description)
     parser.add_argument(
         "--runs-dir",
         type=Path,
@@ -261,42 +258,3 @@ def image_grid(images: np.ndarray, num_cols: int, pad: int = 1) -> np.ndarray:
         r, c = divmod(i, num_cols)
         grid[pad + r * size : pad + r * size + 28, pad + c * size : pad + c * size + 28] = image
     return grid
-
-
-def save_figure(fig, out_dir: Path, name: str) -> Path:
-    """Write ``<out_dir>/<name>.png`` and ``.pdf``; returns the PNG path."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    png = out_dir / f"{name}.png"
-    fig.savefig(png, bbox_inches="tight")
-    fig.savefig(out_dir / f"{name}.pdf", bbox_inches="tight")
-    plt.close(fig)
-    return png
-
-
-def _jsonable(obj):
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _jsonable(dataclasses.asdict(obj))
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if obj is None or isinstance(obj, str | bool):
-        return obj
-    if isinstance(obj, Path):
-        return str(obj)
-    arr = np.asarray(obj)
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise ValueError(f"refusing to write a non-finite number to JSON: {arr}")
-        return arr.astype(float).tolist()
-    if arr.dtype.kind in "iub":
-        return arr.tolist()
-    return repr(obj)
-
-
-def save_json(out_dir: Path, name: str, data: dict) -> Path:
-    """Write the numbers behind a figure to ``<out_dir>/<name>.json`` (finite numbers only)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"{name}.json"
-    path.write_text(json.dumps(_jsonable(data), indent=1))
-    return path

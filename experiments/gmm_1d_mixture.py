@@ -16,7 +16,6 @@ Reproduce: ``python experiments/gmm_1d_mixture.py`` (``just figures`` runs it); 
 8 s on the 2-core CPU. ``--quick``: fewer draws and restarts; ``--seed``; ``--out-dir``.
 """
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -28,6 +27,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.fit import fit  # noqa: E402
 from lvm.fit.selection import log_likelihood  # noqa: E402
@@ -127,9 +127,7 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
     )
     ax.legend(fontsize=8.5, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     ax.set_ylim(0, 1.2 * result["marginal"].max())
-    for ext in ("png", "pdf"):
-        fig.savefig(out_dir / f"{NAME}.{ext}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir, NAME)
 
 
 def summary(result: dict, config: Config, seed: int) -> dict:
@@ -154,17 +152,13 @@ def summary(result: dict, config: Config, seed: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n")[0])
     config = QUICK if args.quick else Config()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = run(config, args.seed)
     plot(result, config, args.out_dir)
     numbers = summary(result, config, args.seed)
-    (args.out_dir / f"{NAME}.json").write_text(json.dumps(numbers, indent=2))
+    save_json(args.out_dir, NAME, numbers)
     print(json.dumps({k: v for k, v in numbers.items() if k != "config"}))
     return numbers
 

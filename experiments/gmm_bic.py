@@ -19,7 +19,6 @@ the 2-core CPU (one compilation per K and covariance type). ``--quick``: K = 1..
 2 restarts; ``--seed``; ``--out-dir``.
 """
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import load_old_faithful  # noqa: E402
 from lvm.fit import fit  # noqa: E402
@@ -122,17 +122,11 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
     ax.set_xticks(range(1, config.max_components + 1))
     ax.legend(fontsize=8.5)
     ax.grid(alpha=0.3)
-    for ext in ("png", "pdf"):
-        fig.savefig(out_dir / f"{NAME}.{ext}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir, NAME)
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n")[0])
     config = QUICK if args.quick else Config()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = run(config, args.seed)
@@ -145,7 +139,7 @@ def main(argv=None) -> dict:
         "results": result,
         "best_by_bic": best,
     }
-    (args.out_dir / f"{NAME}.json").write_text(json.dumps(numbers, indent=2))
+    save_json(args.out_dir, NAME, numbers)
     print(json.dumps({"best_by_bic": best}))
     return numbers
 

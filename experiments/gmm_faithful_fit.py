@@ -17,7 +17,6 @@ about 10 s on the 2-core CPU (mostly compilation). ``--quick`` runs a 1-restart 
 version; ``--seed`` picks the initialisation keys; ``--out-dir`` the output folder.
 """
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -29,6 +28,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import COLUMNS, load_old_faithful  # noqa: E402
 from lvm.fit import fit  # noqa: E402
@@ -117,9 +117,7 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
     fig.suptitle(
         "Old Faithful: one Gaussian puts its peak in the gap; a 2-component mixture does not"
     )
-    for ext in ("png", "pdf"):
-        fig.savefig(out_dir / f"{NAME}.{ext}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir, NAME)
 
 
 def summary(result: dict, config: Config, seed: int) -> dict:
@@ -148,17 +146,13 @@ def summary(result: dict, config: Config, seed: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n")[0])
     config = QUICK if args.quick else Config()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = run(config, args.seed)
     plot(result, config, args.out_dir)
     numbers = summary(result, config, args.seed)
-    (args.out_dir / f"{NAME}.json").write_text(json.dumps(numbers, indent=2))
+    save_json(args.out_dir, NAME, numbers)
     print(json.dumps({k: numbers[k] for k in ("gain_nats_per_point",)}))
     return numbers
 

@@ -14,7 +14,6 @@ Reproduce: ``python experiments/gmm_faithful_posterior.py`` (``just figures`` ru
 about 10 s on the 2-core CPU. ``--quick``: 1 restart; ``--seed``; ``--out-dir``.
 """
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import COLUMNS, load_old_faithful  # noqa: E402
 from lvm.fit import fit  # noqa: E402
@@ -115,9 +115,7 @@ def plot(result: dict, config: Config, out_dir: Path) -> None:
     ax.set_ylabel(COLUMNS[1])
     ax.legend(loc="upper left", fontsize=8.5)
     fig.colorbar(sc, ax=ax, label="p(z = long-eruption component | x)")
-    for ext in ("png", "pdf"):
-        fig.savefig(out_dir / f"{NAME}.{ext}", dpi=150, bbox_inches="tight")
-    plt.close(fig)
+    save_figure(fig, out_dir, NAME)
 
 
 def summary(result: dict, config: Config, seed: int) -> dict:
@@ -141,17 +139,13 @@ def summary(result: dict, config: Config, seed: int) -> dict:
 
 
 def main(argv=None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds-long smoke run")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out-dir", type=Path, default=Path("paper_figures"))
-    args = parser.parse_args(argv)
+    args = parse_args(argv, __doc__.split("\n")[0])
     config = QUICK if args.quick else Config()
     args.out_dir.mkdir(parents=True, exist_ok=True)
     result = run(config, args.seed)
     plot(result, config, args.out_dir)
     numbers = summary(result, config, args.seed)
-    (args.out_dir / f"{NAME}.json").write_text(json.dumps(numbers, indent=2))
+    save_json(args.out_dir, NAME, numbers)
     print(json.dumps({k: v for k, v in numbers.items() if k not in ("p_long", "config")}))
     return numbers
 

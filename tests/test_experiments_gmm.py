@@ -3,11 +3,15 @@
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPTS = sorted(Path(__file__).resolve().parents[1].glob("experiments/gmm_*.py"))
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+SCRIPTS = sorted(EXPERIMENTS.glob("gmm_*.py"))
+if str(EXPERIMENTS) not in sys.path:  # the scripts import their shared experiments/_common.py
+    sys.path.insert(0, str(EXPERIMENTS))
 
 
 def _load(path: Path):
