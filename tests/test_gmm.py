@@ -2,9 +2,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _sklearn_reference import sklearn_copy
 from scipy import stats
 from scipy.special import logsumexp
-from sklearn.mixture import GaussianMixture as SkGMM
 
 import lvm
 
@@ -29,21 +29,6 @@ def _mixture(covariance_type, seed=0):
     return lvm.GaussianMixture(logits, means, scale, covariance_type)
 
 
-def _sklearn_copy(gmm):
-    sk = SkGMM(K, covariance_type=gmm.covariance_type)
-    sk.weights_ = np.asarray(jax.nn.softmax(gmm.logits), np.float64)
-    sk.means_ = np.asarray(gmm.means, np.float64)
-    if gmm.covariance_type == "full":
-        tril = np.asarray(gmm.scale, np.float64)
-        sk.covariances_ = tril @ np.swapaxes(tril, -1, -2)
-        sk.precisions_cholesky_ = np.swapaxes(np.linalg.inv(tril), -1, -2)
-    else:
-        scale = np.asarray(gmm.scale, np.float64)
-        sk.covariances_ = scale**2
-        sk.precisions_cholesky_ = 1.0 / scale
-    return sk
-
-
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_log_marginal_matches_scipy_and_sklearn(covariance_type):
     gmm = _mixture(covariance_type)
@@ -59,7 +44,7 @@ def test_log_marginal_matches_scipy_and_sklearn(covariance_type):
         axis=1,
     )
     np.testing.assert_allclose(got, logsumexp(comps + log_pi, axis=1), rtol=1e-5)
-    sk = _sklearn_copy(gmm)
+    sk = sklearn_copy(gmm)
     np.testing.assert_allclose(got, sk.score_samples(np.asarray(x, np.float64)), rtol=1e-5)
     np.testing.assert_allclose(
         jax.vmap(gmm.responsibilities)(x), sk.predict_proba(np.asarray(x, np.float64)), atol=1e-5

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from sklearn.mixture import GaussianMixture as SkGMM
+from _sklearn_reference import sklearn_copy
 
 import lvm
 from lvm.fit.selection import aic, bic, log_likelihood, num_parameters, predict, responsibilities
@@ -25,25 +25,10 @@ def _mixture(covariance_type, k=3, d=2):
     return lvm.GaussianMixture(logits, means, scale, covariance_type)
 
 
-def _sklearn_copy(gmm):
-    sk = SkGMM(gmm.num_components, covariance_type=gmm.covariance_type)
-    sk.weights_ = np.asarray(jax.nn.softmax(gmm.logits), np.float64)
-    sk.means_ = np.asarray(gmm.means, np.float64)
-    if gmm.covariance_type == "full":
-        tril = np.asarray(gmm.scale, np.float64)
-        sk.covariances_ = tril @ np.swapaxes(tril, -1, -2)
-        sk.precisions_cholesky_ = np.swapaxes(np.linalg.inv(tril), -1, -2)
-    else:
-        scale = np.asarray(gmm.scale, np.float64)
-        sk.covariances_ = scale**2
-        sk.precisions_cholesky_ = 1.0 / scale
-    return sk
-
-
 @pytest.mark.parametrize("covariance_type", ["full", "diag", "spherical"])
 def test_selection_matches_sklearn(covariance_type):
     gmm = _mixture(covariance_type)
-    sk = _sklearn_copy(gmm)
+    sk = sklearn_copy(gmm)
     x = np.asarray(jax.vmap(gmm.sample)(jax.random.split(jax.random.key(2), 200))[1])
     x64 = x.astype(np.float64)
     assert num_parameters(gmm) == sk._n_parameters()
