@@ -41,7 +41,7 @@ from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
 import lvm  # noqa: E402
 from lvm.fit import _standardize as stdz  # noqa: E402
 from lvm.fit import em  # noqa: E402
-from lvm.fit.selection import log_likelihood  # noqa: E402
+from lvm.fit.selection import mean_log_likelihood  # noqa: E402
 
 
 def _timeit(fn, repeats):
@@ -139,7 +139,7 @@ def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
         return _timeit(lambda: jax.block_until_ready(compiled(p0, phi, w)), 1) / num_iters
 
     fitted = stdz.from_standard(out, a)
-    ll = float(log_likelihood(_cast(fitted, jnp.float64), x64))
+    ll = float(mean_log_likelihood(_cast(fitted, jnp.float64), x64))
 
     # The parts: the fused pass over the data, and the two products it is made of,
     # each over the whole data at once (for reference), and the small M-step algebra.

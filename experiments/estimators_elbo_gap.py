@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _estimators_common import (
+from _common import (
     categorical_kl,
     mixture_testbed,
     parse_args,
@@ -79,7 +79,7 @@ def gaussian_family(model, x, ts):
 
 def categorical_family(model, x, ts):
     r"""Stacked :math:`q_t \propto \pi^{1-t} p(z|x)^t` (log-linear path through the posterior)."""
-    log_prior, log_post = model.log_weights, model.log_responsibilities(x)
+    log_prior, log_post = model.log_mixture_weights, model.log_responsibilities(x)
 
     def q_at(t):
         return lvm.Categorical(jax.nn.log_softmax((1.0 - t) * log_prior + t * log_post))
@@ -123,7 +123,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """Both models, all q, in one compiled program with x a constant (see ``_estimators_common``)."""
+    """Both models, all q, in one compiled program with x a constant (see ``_common``)."""
     lg, x_lg, lg_key, gmm_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x_lg=x_lg))(lg, lg_key, gmm_key)
 
@@ -251,7 +251,7 @@ def plot(res: dict):
 def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0])
     config = Config().quick() if args.quick else Config()
-    style()
+    style(grid=True)
     with jax.enable_x64(True):
         res = run(config, args.seed)
     save_figure(plot(res), args.out_dir, NAME)

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
-from _estimators_common import COLORS, parse_args, save_figure, save_json, style
+from _common import COLORS, parse_args, save_figure, save_json, style
 
 import lvm
 
@@ -62,7 +62,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One compiled program with x a constant (see ``_estimators_common.over_repetitions``)."""
+    """One compiled program with x a constant (see ``_common.over_repetitions``)."""
     model, x, prior_key, q_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x=x))(model, prior_key, q_key)
 
@@ -185,7 +185,7 @@ def plot(res: dict):
 def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0])
     config = Config().quick() if args.quick else Config()
-    style()
+    style(grid=True)
     with jax.enable_x64(True):
         res = run(config, args.seed)
     save_figure(plot(res), args.out_dir, NAME)

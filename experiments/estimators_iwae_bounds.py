@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _estimators_common import (
+from _common import (
     categorical_kl,
     log_k_grid,
     mean_se,
@@ -129,7 +129,7 @@ def _estimates(config: Config, k: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per (model, k); x is a constant (see ``_estimators_common``)."""
+    """One small compiled program per (model, k); x is a constant (see ``_common``)."""
     setups, est_key = setup(config, seed)
     out = {}
     for m, (name, (model, x, proposals)) in enumerate(setups.items()):
@@ -206,7 +206,7 @@ def plot(res: dict):
 def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0])
     config = Config().quick() if args.quick else Config()
-    style()
+    style(grid=True)
     with jax.enable_x64(True):
         res = run(config, args.seed)
     save_figure(plot(res), args.out_dir, NAME)

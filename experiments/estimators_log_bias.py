@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _estimators_common import (
+from _common import (
     log_bias_control_variate,
     log_k_grid,
     mean_se,
@@ -121,7 +121,7 @@ def _estimates(config: Config, k: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per step; see ``_estimators_common`` for why x is a constant."""
+    """One small compiled program per step; see ``_common`` for why x is a constant."""
     model, x, est_key = setup(config, seed)
     out = jax.jit(partial(_exact, config, x=x))(model)
     out["log_p_hat"] = jnp.stack(
@@ -211,7 +211,7 @@ def plot(res: dict):
 def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0])
     config = Config().quick() if args.quick else Config()
-    style()
+    style(grid=True)
     with jax.enable_x64(True):
         res = run(config, args.seed)
     save_figure(plot(res), args.out_dir, NAME)

@@ -13,7 +13,7 @@ zero variance (every weight equals p(x)).
 
 Model: linear-Gaussian with D = 4d observations and sigma = 0.5 (d = 5 in the k panels), so
 every posterior shrinks each latent direction by the same factor; exact log p(x), p(z|x) and
-:math:`\chi^2` (``_estimators_common.relative_variance_gaussian``). The typical datapoint is
+:math:`\chi^2` (``_common.relative_variance_gaussian``). The typical datapoint is
 drawn from the model; the tail one is generated from a latent of norm 4 (prior tail).
 Top row: relative RMS error of :math:`\hat p_k(x)`; bottom row: RMS error of
 :math:`\log \hat p_k(x)` in nats; both over ``num_reps`` independent repetitions with
@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
-from _estimators_common import (
+from _common import (
     COLORS,
     over_repetitions,
     parse_args,
@@ -125,7 +125,7 @@ def _errors(model, x, config, key, *, num_samples, num_reps):
 
     x is a constant of the compiled programs, and a program holds at most one chunked scan:
     both estimators share one program only when neither is chunked (see
-    ``_estimators_common.over_repetitions`` for why).
+    ``_common.over_repetitions`` for why).
     """
     keys = tuple(jax.random.split(key))
     if _chunk_size(config, num_samples, num_reps) is None:
@@ -354,7 +354,7 @@ def plot(res: dict):
 def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0])
     config = Config().quick() if args.quick else Config()
-    style()
+    style(grid=True)
     with jax.enable_x64(True):
         res = run(config, args.seed)
     save_figure(plot(res), args.out_dir, NAME)

@@ -29,8 +29,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from _common import parse_args, save_figure, save_json  # noqa: E402
 
-from lvm.fit import fit  # noqa: E402
-from lvm.fit.selection import log_likelihood  # noqa: E402
+from lvm.fit import fit_em  # noqa: E402
+from lvm.fit.selection import mean_log_likelihood  # noqa: E402
 from lvm.models.gmm import GaussianMixture  # noqa: E402
 
 NAME = "gmm_1d_mixture"
@@ -64,7 +64,7 @@ def run(config: Config, seed: int) -> dict:
     data_key, fit_key = jax.random.split(jax.random.key(seed))
     truth = true_mixture(config)
     z, x = jax.vmap(truth.sample)(jax.random.split(data_key, config.num_draws))
-    res = fit(
+    res = fit_em(
         fit_key,
         x,
         num_components=3,
@@ -74,7 +74,7 @@ def run(config: Config, seed: int) -> dict:
         max_iter=config.max_iter,
     )
     grid = jnp.linspace(*config.grid[:2], config.grid[2])[:, None]
-    comp = jnp.exp(jax.vmap(truth.component_log_prob)(grid) + truth.log_weights[None, :])
+    comp = jnp.exp(jax.vmap(truth.component_log_prob)(grid) + truth.log_mixture_weights[None, :])
     marginal = jnp.exp(jax.vmap(truth.log_marginal)(grid))
     fitted = jnp.exp(jax.vmap(res.params.log_marginal)(grid))
     return {
@@ -85,7 +85,7 @@ def run(config: Config, seed: int) -> dict:
         "marginal": np.asarray(marginal),
         "fitted_marginal": np.asarray(fitted),
         "fitted": res.params,
-        "ll_true": float(log_likelihood(truth, x)),
+        "ll_true": float(mean_log_likelihood(truth, x)),
         "ll_fitted": float(res.log_likelihood),
     }
 

@@ -32,7 +32,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import load_old_faithful  # noqa: E402
-from lvm.fit import fit  # noqa: E402
+from lvm.fit import fit_em  # noqa: E402
 from lvm.fit.selection import aic, bic, num_parameters  # noqa: E402
 
 NAME = "gmm_bic"
@@ -57,7 +57,7 @@ def run(config: Config, seed: int) -> dict:
     for c, cov in enumerate(config.covariance_types):
         rows = []
         for k in range(1, config.max_components + 1):
-            res = fit(
+            res = fit_em(
                 jax.random.fold_in(jax.random.fold_in(fit_key, c), k),
                 x,
                 num_components=k,

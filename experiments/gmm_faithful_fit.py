@@ -31,8 +31,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import COLUMNS, load_old_faithful  # noqa: E402
-from lvm.fit import fit  # noqa: E402
-from lvm.fit.selection import log_likelihood  # noqa: E402
+from lvm.fit import fit_em  # noqa: E402
+from lvm.fit.selection import mean_log_likelihood  # noqa: E402
 
 NAME = "gmm_faithful_fit"
 
@@ -68,8 +68,8 @@ def run(config: Config, seed: int) -> dict:
         max_iter=config.max_iter,
     )
     models = {
-        "single Gaussian": fit(one_key, x, num_components=1, **settings).params,
-        "mixture of 2": fit(two_key, x, num_components=2, **settings).params,
+        "single Gaussian": fit_em(one_key, x, num_components=1, **settings).params,
+        "mixture of 2": fit_em(two_key, x, num_components=2, **settings).params,
     }
     g0, g1, pts = _grid(x, config.grid_size)
     gap = jnp.asarray(config.gap_point, jnp.float32)
@@ -78,7 +78,7 @@ def run(config: Config, seed: int) -> dict:
         log_p = np.asarray(jax.vmap(params.log_marginal)(jnp.asarray(pts, jnp.float32)))
         out["models"][name] = {
             "params": params,
-            "mean_log_likelihood": float(log_likelihood(params, x)),
+            "mean_log_likelihood": float(mean_log_likelihood(params, x)),
             "log_density_grid": log_p.reshape(config.grid_size, config.grid_size),
             "log_density_at_gap": float(params.log_marginal(gap)),
             "log_density_max_on_grid": float(log_p.max()),

@@ -27,7 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from _common import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import COLUMNS, load_old_faithful  # noqa: E402
-from lvm.fit import fit  # noqa: E402
+from lvm.fit import fit_em  # noqa: E402
 from lvm.fit.selection import predict, responsibilities  # noqa: E402
 
 NAME = "gmm_faithful_posterior"
@@ -53,7 +53,7 @@ def _ellipse(mean, cov, radius, num=100):
 def run(config: Config, seed: int) -> dict:
     x = load_old_faithful(np.float32)
     (fit_key,) = jax.random.split(jax.random.key(seed), 1)
-    res = fit(
+    res = fit_em(
         fit_key,
         x,
         num_components=2,

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _vae_common import (
+from _common import (
     LABELS,
     Budget,
     image_grid,
@@ -115,7 +115,8 @@ def plot(manifold, z_axis, means, ink, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args, budget = parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    budget = args.budget
     config = Config(budget=budget)
     style()
     data = load_data(budget)

@@ -14,7 +14,7 @@ partly a tighter bound on the same log p(x), partly a better model; the k = 5,00
 
 Setup: binarized MNIST (static binarization, TFDS ``binarized_mnist``), 784-200-200-(50,50)
 encoder and 50-200-200-784 decoder with tanh, Bernoulli pixels, batch 100, Adam
-(1e-3, eps 1e-4), 5 epochs (default budget, see ``_vae_common.py``); ``--paper-budget``
+(1e-3, eps 1e-4), 5 epochs (default budget, see ``_common.py``); ``--paper-budget``
 trains Burda et al.'s 3,280 epochs with their schedule instead, ``--epochs N`` any other.
 The runs are shared with ``vae_samples.py`` and ``vae_loglik_table.py`` (trained once,
 under ``runs/vae``).
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _vae_common import (
-    COLORS,
+from _common import (
     LABELS,
+    RUN_COLORS,
     Budget,
     load_data,
     parse_args,
@@ -62,8 +62,8 @@ def plot(histories: dict[str, list[dict]], budget: Budget):
         epochs = [h["epoch"] for h in history]
         train = [h["train_bound"] for h in history]
         valid = [h["validation_bound"] for h in history]
-        axes[0].plot(epochs, train, "o-", color=COLORS[name], label=LABELS[name], ms=3)
-        axes[1].plot(epochs, valid, "o-", color=COLORS[name], label=LABELS[name], ms=3)
+        axes[0].plot(epochs, train, "o-", color=RUN_COLORS[name], label=LABELS[name], ms=3)
+        axes[1].plot(epochs, valid, "o-", color=RUN_COLORS[name], label=LABELS[name], ms=3)
     axes[0].set_title("training bound (mean over the epoch's minibatches)")
     axes[1].set_title(
         f"validation bound ({budget.num_validation or 10_000:,} images, end of epoch)"
@@ -102,7 +102,8 @@ def plot(histories: dict[str, list[dict]], budget: Budget):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args, budget = parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    budget = args.budget
     config = Config(budget=budget)
     style()
     data = load_data(budget)

@@ -25,7 +25,7 @@ uses the fixed (static) binarization of Larochelle & Murray (TFDS ``binarized_mn
 and, by default, 5 epochs.
 
 Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
-(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_vae_common.py``).
+(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_common.py``).
 
 Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). On 2 shared CPU
 cores the k = 5,000 evaluations took 20-50 s per model on 1,000 images (all five: about
@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _vae_common import (
-    COLORS,
+from _common import (
     LABELS,
     PUBLISHED,
     PUBLISHED_SOURCE,
+    RUN_COLORS,
     RUNS,
     Budget,
     load_data,
@@ -111,7 +111,7 @@ def plot(rows: dict, num_test: int, budget: Budget):
     nll = np.array([-rows[n]["log_px"] for n in names])
     sem = np.array([rows[n]["log_px_sem"] for n in names])
     paper_nll = np.array([-PUBLISHED[n][0] for n in names])
-    colors = [COLORS[n] for n in names]
+    colors = [RUN_COLORS[n] for n in names]
     ax_ll.bar(x, nll, yerr=sem, color=colors, capsize=3, label="this repo (static binarization)")
     ax_ll.plot(
         x, paper_nll, "k_", ms=22, mew=2, label="Burda et al. (dynamic binarization, 3,280 ep.)"
@@ -144,7 +144,8 @@ def plot(rows: dict, num_test: int, budget: Budget):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args, budget = parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    budget = args.budget
     config = Config(budget=budget)
     style()
     data = load_data(budget)

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _vae_common import (
+from _common import (
     LABELS,
     Budget,
     image_grid,
@@ -105,7 +105,8 @@ def plot(samples: dict, inputs: np.ndarray, recons: dict, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args, budget = parse_args(argv, __doc__.splitlines()[0])
+    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    budget = args.budget
     config = Config(budget=budget)
     style()
     data = load_data(budget)

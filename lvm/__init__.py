@@ -28,9 +28,10 @@ from lvm.estimators import (
     iwae_bound,
     log_weight,
     log_weights,
+    model_bound,
     naive_monte_carlo,
 )
-from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
+from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
 
 __all__ = [
     "ELBO",
@@ -41,6 +42,7 @@ __all__ = [
     "ELBOAnalyticKL",
     "ELBOTerms",
     "GaussianMixture",
+    "Joint",
     "LinearGaussian",
     "MultivariateNormal",
     "VAEConfig",
@@ -54,6 +56,7 @@ __all__ = [
     "log_mean_exp",
     "log_weight",
     "log_weights",
+    "model_bound",
     "naive_monte_carlo",
     "particle_log_mean_exp",
     "sample_n",

@@ -1,4 +1,11 @@
-"""Input validation shared by models and estimators: fail loudly, never a silent NaN."""
+"""Input validation, all in one place: fail loudly with the argument's name, never a silent NaN.
+
+Every public entry point of the package checks its input with these helpers. Checks of
+shapes and dtypes run at trace time; finiteness is checked eagerly on concrete arrays
+and compiled in with :func:`equinox.error_if` under ``jit``/``vmap``.
+"""
+
+import math
 
 import equinox as eqx
 import jax
@@ -6,13 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def check_num_samples(num_samples, name: str = "num_samples") -> int:
-    """Return ``num_samples`` as an int, or raise if it is not a whole number >= 1."""
-    if isinstance(num_samples, bool) or not isinstance(num_samples, int | np.integer):
-        raise TypeError(f"{name} must be a Python int >= 1, got {num_samples!r}")
-    if num_samples < 1:
-        raise ValueError(f"{name} must be >= 1, got {num_samples}")
-    return int(num_samples)
+def check_positive_int(value, name: str = "num_samples") -> int:
+    """Return ``value`` as an int, or raise if it is not a whole number >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{name} must be a Python int >= 1, got {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be >= 1, got {value}")
+    return int(value)
 
 
 def check_shape(x, shape: tuple[int, ...], name: str = "x") -> None:
@@ -38,3 +45,73 @@ def check_finite(x, name: str = "x"):
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
+
+
+def check_data(
+    x,
+    *,
+    data_dim: int | None = None,
+    name: str = "x",
+    unit_interval: bool = False,
+):
+    """A data set as a finite floating (N, D) NumPy array, N >= 1, checked eagerly.
+
+    Integer and boolean arrays are converted to the default float type; any other
+    non-floating dtype raises ``TypeError``. ``data_dim`` fixes D; ``unit_interval``
+    also requires every value in [0, 1] (what a Bernoulli likelihood can score).
+    A traced ``x`` (inside ``jit``) is checked for shape and dtype and returned with
+    its finiteness check compiled in.
+    """
+    traced = isinstance(x, jax.core.Tracer)
+    if not traced:
+        x = np.asarray(x)
+    kind = np.dtype(x.dtype).kind
+    if kind in "biu":
+        x = x.astype(jnp.result_type(float))
+    elif kind != "f":
+        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
+    want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
+    if x.ndim != 2 or x.shape[0] < 1 or (data_dim is not None and x.shape[1] != data_dim):
+        raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
+    if traced:
+        return check_finite(x, name)
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{name} contains NaN or Inf")
+    if unit_interval and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(
+            f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a Bernoulli "
+            "likelihood needs pixel intensities in [0, 1]; binarize or rescale the data"
+        )
+    return x
+
+
+def check_sample_weight(sample_weight, num_points: int, dtype) -> np.ndarray:
+    """Non-negative, finite weights of shape (N,) with a positive sum; all ones when None."""
+    if sample_weight is None:
+        return np.ones(num_points, dtype)
+    w = np.asarray(sample_weight, dtype)
+    if w.shape != (num_points,):
+        raise ValueError(f"sample_weight must have shape ({num_points},), got {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or Inf")
+    if np.any(w < 0) or not w.sum() > 0:
+        raise ValueError("sample_weight must be non-negative with a positive sum")
+    return w
+
+
+def check_choice(value, choices, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {tuple(choices)}, got {value!r}")
+
+
+def check_non_negative(value, name: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is a number >= 0 (NaN included in the refusal)."""
+    if not value >= 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def check_not_nan(value, name: str) -> None:
+    """Raise ``ValueError`` if ``value`` is NaN."""
+    if value is not None and math.isnan(value):
+        raise ValueError(f"{name} must not be NaN")

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float
 
-from lvm._checks import check_num_samples
-from lvm.types import Key, Scalar
+from lvm._checks import check_positive_int
+from lvm.types import Key, Keys, Scalar
 
 
 def log_mean_exp(log_w: Float[Array, "k ..."], axis: int = 0) -> Float[Array, "..."]:
@@ -27,9 +27,24 @@ def effective_sample_size(log_w: Float[Array, " k"]) -> Scalar:
     .. math:: \mathrm{ESS} = \frac{(\sum_i w_i)^2}{\sum_i w_i^2}
               = \exp\big(2\,\mathrm{lse}(\ell) - \mathrm{lse}(2\ell)\big),
 
-    between 1 (one weight dominates) and k (all weights equal).
+    between 1 (one weight dominates) and k (all weights equal); 0 when every weight is
+    zero (all log-weights -inf), where the ratio is 0/0.
     """
-    return jnp.exp(2.0 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2.0 * log_w))
+    lse = jax.nn.logsumexp(log_w)
+    finite = jnp.isfinite(lse)
+    safe = jnp.where(finite, log_w, 0.0)
+    ess = jnp.exp(2.0 * jax.nn.logsumexp(safe) - jax.nn.logsumexp(2.0 * safe))
+    return jnp.where(finite, ess, 0.0)
+
+
+def particle_keys(key: Key, num_samples: int, start=0) -> Keys:
+    r"""The keys of particles ``start, ..., start + num_samples - 1``: particle i uses ``fold_in(key, i)``.
+
+    With jax's default (partitionable) threefry, ``fold_in(key, i)`` equals
+    ``split(key, n)[i]`` for every n > i, so these are the keys ``split`` would give; a
+    chunk of particles derives its own keys without the k keys being held at once.
+    """
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(num_samples))
 
 
 def _merge_lse(carry, chunk):
@@ -49,35 +64,36 @@ def particle_log_mean_exp(
     num_samples: int,
     chunk_size: int | None = None,
 ) -> Scalar:
-    r"""Log-mean-exp of ``particle(key_i)`` over ``num_samples`` split keys.
+    r"""Log-mean-exp of ``particle(key_i)`` over ``num_samples`` particle keys.
 
     .. math:: \log \frac1k \sum_{i=1}^k e^{\ell(\mathrm{key}_i)},
-              \quad (\mathrm{key}_1..\mathrm{key}_k) = \mathrm{split}(\mathrm{key}, k)
+              \quad \mathrm{key}_i = \mathrm{fold\_in}(\mathrm{key}, i)
+              \ (= \mathrm{split}(\mathrm{key}, k)[i])
 
     With ``chunk_size=None`` all k particles are evaluated at once with ``vmap``.
     Otherwise they are evaluated ``chunk_size`` at a time inside ``lax.scan``
-    with a running log-sum-exp, so peak memory is that of one chunk whatever k
-    is; the particles (and so the result, up to float round-off) are identical.
-    The chunk body is rematerialised under ``jax.grad`` so gradient memory does
-    not grow with k either.
+    with a running log-sum-exp; each chunk derives its own keys
+    (:func:`particle_keys`), so peak memory is that of one chunk whatever k is, and
+    the particles (and so the result, up to float round-off) are those of the
+    unchunked call. The chunk body is rematerialised under ``jax.grad`` so gradient
+    memory does not grow with k either.
     """
-    num_samples = check_num_samples(num_samples)
-    keys = jax.random.split(key, num_samples)
+    num_samples = check_positive_int(num_samples)
     if chunk_size is None or chunk_size >= num_samples:
-        return log_mean_exp(jax.vmap(particle)(keys))
-    chunk_size = check_num_samples(chunk_size, "chunk_size")
+        return log_mean_exp(jax.vmap(particle)(particle_keys(key, num_samples)))
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
 
     num_chunks, remainder = divmod(num_samples, chunk_size)
-    body_keys = keys[: num_chunks * chunk_size].reshape((num_chunks, chunk_size) + keys.shape[1:])
-    dtype = jnp.result_type(jax.eval_shape(particle, keys[0]).dtype)
+    dtype = jnp.result_type(jax.eval_shape(particle, key).dtype)
     init = (jnp.array(-jnp.inf, dtype), jnp.array(0.0, dtype))
 
     @jax.checkpoint
-    def body(carry, chunk_keys):
-        return _merge_lse(carry, jax.vmap(particle)(chunk_keys)), None
+    def body(carry, start):
+        return _merge_lse(carry, jax.vmap(particle)(particle_keys(key, chunk_size, start))), None
 
-    carry, _ = jax.lax.scan(body, init, body_keys)
+    carry, _ = jax.lax.scan(body, init, chunk_size * jnp.arange(num_chunks))
     if remainder:
-        carry = _merge_lse(carry, jax.vmap(particle)(keys[num_chunks * chunk_size :]))
+        tail = particle_keys(key, remainder, num_chunks * chunk_size)
+        carry = _merge_lse(carry, jax.vmap(particle)(tail))
     running_max, running_sum = carry
     return running_max + jnp.log(running_sum) - math.log(num_samples)

@@ -11,10 +11,20 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
-from lvm._checks import check_num_samples
+from lvm._checks import check_positive_int, check_shape
+from lvm._math import particle_keys
 from lvm.types import Distribution, Key, Latent, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _check_vector(a, name: str) -> None:
+    # Shapes are checked when a distribution is built, so that a (3,) mean beside a (1,)
+    # scale raises here instead of broadcasting into a wrong number (outside pytest too).
+    if len(jnp.shape(a)) != 1:
+        raise ValueError(
+            f"{name} must be a vector (one datapoint's latent), got shape {jnp.shape(a)}"
+        )
 
 
 class DiagonalNormal(eqx.Module):
@@ -23,11 +33,16 @@ class DiagonalNormal(eqx.Module):
     loc: Float[Array, " d"]
     scale: Float[Array, " d"]
 
+    def __check_init__(self):
+        _check_vector(self.loc, "loc")
+        check_shape(self.scale, self.loc.shape, "scale")
+
     def sample(self, key: Key) -> Float[Array, " d"]:
         eps = jax.random.normal(key, self.loc.shape, self.loc.dtype)
         return self.loc + self.scale * eps
 
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
+        check_shape(z, self.loc.shape, "z")
         u = (z - self.loc) / self.scale
         return -0.5 * jnp.sum(u**2) - jnp.sum(jnp.log(self.scale)) - 0.5 * u.size * _LOG_2PI
 
@@ -46,11 +61,16 @@ class MultivariateNormal(eqx.Module):
     loc: Float[Array, " d"]
     scale_tril: Float[Array, "d d"]
 
+    def __check_init__(self):
+        _check_vector(self.loc, "loc")
+        check_shape(self.scale_tril, self.loc.shape * 2, "scale_tril")
+
     def sample(self, key: Key) -> Float[Array, " d"]:
         eps = jax.random.normal(key, self.loc.shape, self.loc.dtype)
         return self.loc + self.scale_tril @ eps
 
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
+        check_shape(z, self.loc.shape, "z")
         u = jax.scipy.linalg.solve_triangular(self.scale_tril, z - self.loc, lower=True)
         log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
         return -0.5 * jnp.sum(u**2) - log_det - 0.5 * u.size * _LOG_2PI
@@ -74,6 +94,9 @@ class Categorical(eqx.Module):
 
     logits: Float[Array, " K"]
 
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+
     def sample(self, key: Key) -> Int[Array, ""]:
         return jax.random.categorical(key, self.logits)
 
@@ -90,9 +113,9 @@ class Categorical(eqx.Module):
 
 
 def sample_n(key: Key, dist: Distribution, num_samples: int) -> Latent:
-    """Draw ``num_samples`` z from ``dist``, one per split key; leading axis is the sample axis."""
-    num_samples = check_num_samples(num_samples)
-    return jax.vmap(dist.sample)(jax.random.split(key, num_samples))
+    """Draw ``num_samples`` z from ``dist``, z_i with ``fold_in(key, i)``; leading axis is the sample axis."""
+    num_samples = check_positive_int(num_samples)
+    return jax.vmap(dist.sample)(particle_keys(key, num_samples))
 
 
 def kl_divergence(

@@ -14,7 +14,6 @@ are vmapped, split over the devices of a 1-D mesh, and visited one at a time wit
 """
 
 import math
-from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -23,23 +22,11 @@ import numpy as np
 from jax.sharding import Mesh
 from jaxtyping import Array, Float
 
-from lvm._checks import check_num_samples
+from lvm._checks import check_data, check_positive_int
 from lvm.estimators import ELBO, IWAE
-from lvm.objectives import Objective, model_bound
+from lvm.estimators.objectives import Objective, model_bound
 from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate
 from lvm.types import Key
-
-
-def check_data(x, data_dim: int, name: str = "x") -> np.ndarray:
-    """Eager validation of a data set: a finite float array of shape (N, data_dim), N >= 1."""
-    x = np.asarray(x)
-    if x.ndim != 2 or x.shape[1] != data_dim or x.shape[0] < 1:
-        raise ValueError(f"{name} must have shape (N, {data_dim}) with N >= 1, got {x.shape}")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return x
 
 
 def _pad_batches(x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -67,7 +54,7 @@ def bound(
     key: Key,
     model: eqx.Module,
     x: Float[Array, "n dim"] | np.ndarray,
-    objective: Objective | Callable,
+    objective: Objective,
     *,
     batch_size: int = 100,
     mesh: Mesh | None = None,
@@ -77,10 +64,10 @@ def bound(
     ``objective`` must be hashable (the frozen objective dataclasses are): it is a
     compile-time constant, so a new objective compiles once and is then cached.
     """
-    batch_size = check_num_samples(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(batch_size, mesh)
-    x = check_data(x, model.config.data_dim)
+    x = check_data(x, data_dim=model.config.data_dim, unit_interval=True)
     batches, index = _pad_batches(x.astype(np.float32), batch_size)
     out = _bounds(objective, mesh, replicate(model, mesh), key, batches, index)
     return np.asarray(out).reshape(-1)[: x.shape[0]]
@@ -120,7 +107,7 @@ def active_units(
 
     Returns the count and the per-unit variances :math:`A_u` (shape ``(latent_dim,)``).
     """
-    x = check_data(x, model.config.data_dim).astype(np.float32)
+    x = check_data(x, data_dim=model.config.data_dim, unit_interval=True).astype(np.float32)
     means = np.concatenate(
         [
             np.asarray(_posterior_means(model, x[i : i + batch_size]))

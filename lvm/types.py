@@ -4,8 +4,11 @@ from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
 from jaxtyping import Array, Float, PRNGKeyArray, Shaped
+from jaxtyping import Key as _KeyArray
 
 Key = PRNGKeyArray
+#: A stack of (new-style) keys, one per particle.
+Keys = _KeyArray[Array, " k"]
 Scalar = Float[Array, ""]
 #: A latent value for one datapoint: a vector for continuous z, an integer for a categorical z.
 Latent = Shaped[Array, "..."]
@@ -15,6 +18,9 @@ Datum = Shaped[Array, "..."]
 LogJoint = Callable[[Datum, Latent], Scalar]
 #: ``log_likelihood(x, z) = log p(x | z)`` for one datapoint and one latent value.
 LogLikelihood = Callable[[Datum, Latent], Scalar]
+#: A training objective: ``objective(key, log_joint, proposal, x)``, a bound on log p(x) for
+#: one datapoint (the estimator signature; see :mod:`lvm.estimators.objectives`).
+Objective = Callable[..., Scalar]
 
 
 @runtime_checkable

@@ -19,7 +19,7 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 if str(EXPERIMENTS) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS))
 
-common = importlib.import_module("_estimators_common")
+common = importlib.import_module("_common")
 
 
 def _run_quick(name: str, out_dir: Path) -> tuple[dict, dict]:

@@ -97,7 +97,7 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
     """Asking for more epochs extends a run; any other change of setting starts a new one."""
     from dataclasses import replace
 
-    common = _script("_vae_common")
+    common = _script("_common")
     budget = common.Budget()
     base = common.train_config("iwae_k50", budget, seed=0)
     same = common.run_dir(tmp_path, "iwae_k50", base, 50_000)

@@ -7,7 +7,14 @@ import pytest
 from _sklearn_reference import sklearn_copy
 
 import lvm
-from lvm.fit.selection import aic, bic, log_likelihood, num_parameters, predict, responsibilities
+from lvm.fit.selection import (
+    aic,
+    bic,
+    mean_log_likelihood,
+    num_parameters,
+    predict,
+    responsibilities,
+)
 
 
 def _mixture(covariance_type, k=3, d=2):
@@ -32,7 +39,7 @@ def test_selection_matches_sklearn(covariance_type):
     x = np.asarray(jax.vmap(gmm.sample)(jax.random.split(jax.random.key(2), 200))[1])
     x64 = x.astype(np.float64)
     assert num_parameters(gmm) == sk._n_parameters()
-    np.testing.assert_allclose(log_likelihood(gmm, x), sk.score(x64), rtol=1e-5)
+    np.testing.assert_allclose(mean_log_likelihood(gmm, x), sk.score(x64), rtol=1e-5)
     np.testing.assert_allclose(bic(gmm, x), sk.bic(x64), rtol=1e-5)
     np.testing.assert_allclose(aic(gmm, x), sk.aic(x64), rtol=1e-5)
     resp = responsibilities(gmm, x)
@@ -47,7 +54,7 @@ def test_weighted_log_likelihood_is_a_weighted_mean():
     w = np.arange(10, dtype=np.float32)
     per_point = np.asarray(jax.vmap(gmm.log_marginal)(jnp.asarray(x)))
     np.testing.assert_allclose(
-        log_likelihood(gmm, x, sample_weight=w), (w * per_point).sum() / w.sum(), rtol=1e-6
+        mean_log_likelihood(gmm, x, sample_weight=w), (w * per_point).sum() / w.sum(), rtol=1e-6
     )
 
 
@@ -58,4 +65,4 @@ def test_selection_rejects_wrong_dimension_and_nan():
     bad = np.zeros((5, 2), np.float32)
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
-        log_likelihood(gmm, bad)
+        mean_log_likelihood(gmm, bad)

@@ -8,8 +8,8 @@ import pytest
 import scipy.stats
 
 import lvm
+from lvm import ELBOAnalyticKL, model_bound
 from lvm.models.vae import VAE, VAEConfig
-from lvm.train import ELBOAnalyticKL, model_bound
 
 TINY = VAEConfig(data_dim=12, latent_dim=3, hidden_sizes=(8,))
 

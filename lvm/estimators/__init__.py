@@ -3,7 +3,15 @@
 from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
-from lvm.estimators.objectives import ELBO, IWAE, ELBOAnalyticKL
+from lvm.estimators.objectives import (
+    ELBO,
+    IWAE,
+    ELBOAnalyticKL,
+    Objective,
+    model_bound,
+    objective_from_dict,
+    objective_to_dict,
+)
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
@@ -11,6 +19,7 @@ __all__ = [
     "IWAE",
     "ELBOAnalyticKL",
     "ELBOTerms",
+    "Objective",
     "elbo",
     "elbo_analytic_kl",
     "elbo_decomposition",
@@ -18,5 +27,8 @@ __all__ = [
     "iwae_bound",
     "log_weight",
     "log_weights",
+    "model_bound",
     "naive_monte_carlo",
+    "objective_from_dict",
+    "objective_to_dict",
 ]

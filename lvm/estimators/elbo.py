@@ -14,10 +14,11 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from lvm._checks import check_finite, check_num_samples
+from lvm._checks import check_finite, check_positive_int
 from lvm.distributions import kl_divergence, sample_n
 from lvm.estimators.weights import log_weights
-from lvm.types import Datum, Distribution, Key, LogJoint, LogLikelihood, Scalar
+from lvm.models.joint import Joint, require_joint
+from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 
 def elbo(
@@ -43,7 +44,7 @@ def elbo_decomposition(
     Without an analytic entropy, :math:`H(q) \approx -\frac1k\sum_i \log q(z_i)` on the same samples,
     and the sum equals :func:`elbo` for the same key.
     """
-    num_samples = check_num_samples(num_samples)
+    num_samples = check_positive_int(num_samples)
     x = check_finite(x)
     z = sample_n(key, proposal, num_samples)
     expected_log_joint = jnp.mean(jax.vmap(lambda zi: log_joint(x, zi))(z))
@@ -55,20 +56,17 @@ def elbo_decomposition(
 
 
 def elbo_analytic_kl(
-    key: Key,
-    log_likelihood: LogLikelihood,
-    prior: Distribution,
-    proposal: Distribution,
-    x: Datum,
-    *,
-    num_samples: int = 1,
+    key: Key, log_joint: Joint, proposal: Distribution, x: Datum, *, num_samples: int = 1
 ) -> Scalar:
     r""":math:`\frac1k\sum_i \log p(x \mid z_i) - \mathrm{KL}(q \,\|\, p(z))` with the KL in closed form.
 
-    Same expectation as :func:`elbo`, lower variance; needs Gaussian ``prior`` and ``proposal``.
+    Same expectation as :func:`elbo`, lower variance. ``log_joint`` must be a
+    :class:`lvm.Joint` (every model's ``log_joint`` is), whose Gaussian ``prior`` and the
+    Gaussian ``proposal`` give the KL.
     """
-    num_samples = check_num_samples(num_samples)
+    joint = require_joint(log_joint, "elbo_analytic_kl")
+    num_samples = check_positive_int(num_samples)
     x = check_finite(x)
     z = sample_n(key, proposal, num_samples)
-    expected_log_lik = jnp.mean(jax.vmap(lambda zi: log_likelihood(x, zi))(z))
-    return expected_log_lik - kl_divergence(proposal, prior)
+    expected_log_lik = jnp.mean(jax.vmap(lambda zi: joint.log_likelihood(x, zi))(z))
+    return expected_log_lik - kl_divergence(proposal, joint.prior)

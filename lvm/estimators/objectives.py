@@ -1,27 +1,38 @@
-"""Estimators as values: pick one, pass it around, call it like the function it wraps.
+r"""Training objectives: one interface for the library's bounds and a user's own.
 
-A training loop or an experiment takes an ``Objective`` instead of a string flag.
-Each is a frozen dataclass validated when built, and callable as
-``objective(key, log_joint, proposal, x) -> scalar bound`` for one datapoint.
-Adding an estimator is adding one such class (or any function of that signature).
+An objective is anything callable as
+
+.. code-block:: python
+
+    objective(key, log_joint, proposal, x) -> scalar bound on log p(x)
+
+for ONE datapoint: the estimator signature. The library's are frozen dataclasses,
+validated when built and hashable (so a jitted step can take them as static
+arguments): :class:`ELBO`, :class:`IWAE` and :class:`ELBOAnalyticKL`. A plain function
+(or a ``functools.partial`` of one) with that signature is an objective too.
+
+:func:`model_bound` is where an amortized model meets an objective: it hands the
+objective the model's :class:`lvm.Joint` and its encoder's q(z|x).
+:func:`objective_to_dict` / :func:`objective_from_dict` describe an objective as JSON,
+for configs and checkpoints.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
-from lvm._checks import check_num_samples
+from lvm._checks import check_positive_int
 from lvm.estimators.elbo import elbo, elbo_analytic_kl
 from lvm.estimators.importance import importance_sampling
-from lvm.types import Datum, Distribution, Key, LogJoint, LogLikelihood, Scalar
+from lvm.types import Datum, Distribution, Key, LogJoint, Objective, Scalar
 
 
 @dataclass(frozen=True)
 class ELBO:
-    """The k-sample ELBO (mean of log-weights); ``num_samples=1`` is the VAE objective."""
+    """The k-sample ELBO (mean of log-weights, :func:`lvm.elbo`); ``num_samples=1`` is the VAE objective."""
 
     num_samples: int = 1
 
     def __post_init__(self):
-        check_num_samples(self.num_samples)
+        check_positive_int(self.num_samples)
 
     def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
         return elbo(key, log_joint, proposal, x, num_samples=self.num_samples)
@@ -29,15 +40,15 @@ class ELBO:
 
 @dataclass(frozen=True)
 class IWAE:
-    """The importance-weighted bound L_k (Burda et al., 2016); ``chunk_size`` streams large k."""
+    """The importance-weighted bound L_k (:func:`lvm.iwae_bound`; Burda et al., 2016); ``chunk_size`` streams large k."""
 
     num_samples: int = 5
     chunk_size: int | None = None
 
     def __post_init__(self):
-        check_num_samples(self.num_samples)
+        check_positive_int(self.num_samples)
         if self.chunk_size is not None:
-            check_num_samples(self.chunk_size, "chunk_size")
+            check_positive_int(self.chunk_size, "chunk_size")
 
     def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
         return importance_sampling(
@@ -47,21 +58,44 @@ class IWAE:
 
 @dataclass(frozen=True)
 class ELBOAnalyticKL:
-    r""":math:`\frac1k \sum_i \log p(x \mid z_i) - \mathrm{KL}(q(z \mid x) \,\|\, p(z))` (Kingma & Welling, 2014)."""
+    r""":math:`\frac1k \sum_i \log p(x \mid z_i) - \mathrm{KL}(q(z \mid x) \,\|\, p(z))` (:func:`lvm.elbo_analytic_kl`; Kingma & Welling, 2014).
+
+    Needs ``log_joint`` to be an :class:`lvm.Joint` with a Gaussian prior (every
+    model's ``log_joint`` is one).
+    """
 
     num_samples: int = 1
 
     def __post_init__(self):
-        check_num_samples(self.num_samples)
+        check_positive_int(self.num_samples)
 
-    def __call__(
-        self,
-        key: Key,
-        log_likelihood: LogLikelihood,
-        prior: Distribution,
-        proposal: Distribution,
-        x: Datum,
-    ) -> Scalar:
-        return elbo_analytic_kl(
-            key, log_likelihood, prior, proposal, x, num_samples=self.num_samples
-        )
+    def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
+        return elbo_analytic_kl(key, log_joint, proposal, x, num_samples=self.num_samples)
+
+
+#: The library's objectives by name, for :func:`objective_from_dict`.
+OBJECTIVES = {cls.__name__: cls for cls in (ELBO, IWAE, ELBOAnalyticKL)}
+
+
+def model_bound(objective: Objective, key: Key, model, x: Datum) -> Scalar:
+    r"""The bound ``objective`` gives for one datapoint ``x`` with the amortized proposal q(z|x).
+
+    ``model`` needs ``encode(x)`` (the proposal) and ``log_joint`` (an :class:`lvm.Joint`).
+    """
+    return objective(key, model.log_joint, model.encode(x), x)
+
+
+def objective_to_dict(objective: Objective) -> dict:
+    """A JSON-ready description, e.g. ``{"type": "IWAE", "num_samples": 5, "chunk_size": None}``."""
+    if type(objective).__name__ not in OBJECTIVES or not hasattr(objective, "__dataclass_fields__"):
+        raise TypeError(f"cannot describe objective {objective!r} as JSON")
+    return {"type": type(objective).__name__, **asdict(objective)}
+
+
+def objective_from_dict(spec: dict) -> Objective:
+    """Inverse of :func:`objective_to_dict`."""
+    spec = dict(spec)
+    name = spec.pop("type")
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective type {name!r}; known: {sorted(OBJECTIVES)}")
+    return OBJECTIVES[name](**spec)

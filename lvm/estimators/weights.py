@@ -3,7 +3,8 @@ r"""Importance log-weights :math:`\log w_i = \log p(x, z_i) - \log q(z_i)`, :mat
 import jax
 from jaxtyping import Array, Float
 
-from lvm._checks import check_finite, check_num_samples
+from lvm._checks import check_finite, check_positive_int
+from lvm._math import particle_keys
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 
@@ -20,8 +21,8 @@ def log_weight(key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) 
 def log_weights(
     key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum, *, num_samples: int
 ) -> Float[Array, " k"]:
-    """The k log-weights of one datapoint, particle i drawn with ``split(key, k)[i]``."""
-    num_samples = check_num_samples(num_samples)
+    """The k log-weights of one datapoint, particle i drawn with ``fold_in(key, i)`` (= ``split(key, k)[i]``)."""
+    num_samples = check_positive_int(num_samples)
     x = check_finite(x)
-    keys = jax.random.split(key, num_samples)
+    keys = particle_keys(key, num_samples)
     return jax.vmap(lambda k: log_weight(k, log_joint, proposal, x))(keys)

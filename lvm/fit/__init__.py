@@ -6,10 +6,17 @@ AIC, responsibilities).
 """
 
 from lvm.fit import selection
-from lvm.fit.em import EMResult, em_step, fit, fit_from, initialize
+from lvm.fit.em import EMResult, em_step, fit_em, fit_em_from, initialize
 from lvm.fit.gradient import GradientInfo, GradientState, fit_gradient, make_gradient_step
 from lvm.fit.kmeans import kmeans, kmeans_plusplus
-from lvm.fit.selection import aic, bic, num_parameters, predict, responsibilities
+from lvm.fit.selection import (
+    aic,
+    bic,
+    mean_log_likelihood,
+    num_parameters,
+    predict,
+    responsibilities,
+)
 
 __all__ = [
     "EMResult",
@@ -18,13 +25,14 @@ __all__ = [
     "aic",
     "bic",
     "em_step",
-    "fit",
-    "fit_from",
+    "fit_em",
+    "fit_em_from",
     "fit_gradient",
     "initialize",
     "kmeans",
     "kmeans_plusplus",
     "make_gradient_step",
+    "mean_log_likelihood",
     "num_parameters",
     "predict",
     "responsibilities",

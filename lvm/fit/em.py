@@ -17,7 +17,7 @@ onto a point and make :math:`\Sigma_k` singular,
           \Sigma_k = \frac{1}{N_k}\sum_n w_n r_{nk} x_n x_n^\top - \mu_k\mu_k^\top + \epsilon I.
 
 Each iteration cannot decrease the mean log-likelihood
-:math:`\ell = \sum_n w_n \log p(x_n) / \sum_n w_n`; :func:`fit` stops when it improves
+:math:`\ell = \sum_n w_n \log p(x_n) / \sum_n w_n`; :func:`fit_em` stops when it improves
 by less than ``tol`` (scikit-learn's rule) or after ``max_iter`` iterations.
 
 **How it is computed.** A Gaussian is an exponential family: with the features
@@ -48,7 +48,14 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from lvm._checks import check_finite
+from lvm._checks import (
+    check_choice,
+    check_data,
+    check_non_negative,
+    check_not_nan,
+    check_positive_int,
+    check_sample_weight,
+)
 from lvm.fit import _standardize as stdz
 from lvm.fit.kmeans import kmeans, kmeans_plusplus, squared_distances
 from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
@@ -58,7 +65,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 
 
 class EMResult(NamedTuple):
-    """What :func:`fit` returns.
+    """What :func:`fit_em` and :func:`fit_em_from` return.
 
     ``trace[i]`` is the mean log-likelihood (nats per point) of the parameters
     entering iteration i (NaN after the last one), from the fast expanded form of
@@ -101,7 +108,7 @@ def _natural(params: GaussianMixture) -> tuple[Float[Array, "K F"], Float[Array,
     r"""(:math:`\eta_k`, :math:`c_k`) with :math:`\log\pi_k + \log\mathcal N(x) = \phi(x)^\top\eta_k + c_k`."""
     means, scale = params.means, params.scale
     k, d = means.shape
-    const = params.log_weights - 0.5 * d * _LOG_2PI
+    const = params.log_mixture_weights - 0.5 * d * _LOG_2PI
     if params.covariance_type == "full":
         eye = jnp.broadcast_to(jnp.eye(d, dtype=means.dtype), (k, d, d))
         inv = jax.scipy.linalg.solve_triangular(scale, eye, lower=True)  # L^{-1}
@@ -195,7 +202,7 @@ def _log_px_whitened(
         def whiten(row):
             return (row[None, :] - means) / std
 
-    const = params.log_weights - log_det - 0.5 * d * _LOG_2PI
+    const = params.log_mixture_weights - log_det - 0.5 * d * _LOG_2PI
 
     def log_px(row):
         return jax.nn.logsumexp(const - 0.5 * jnp.sum(whiten(row) ** 2, -1))
@@ -360,47 +367,20 @@ _em_step_jit = jax.jit(_em_step_impl)
 # ---------------------------------------------------------------- validation
 
 
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{name} must be a Python int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
-
-
-def _check_data(x, sample_weight, num_components: int | None = None):
-    """Return (x, weight) as float arrays, raising ValueError on anything EM cannot fit."""
-    x = jnp.asarray(x)
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        x = x.astype(jnp.result_type(float))
-    if x.ndim != 2:
-        raise ValueError(f"x must be a 2-D array (N points, D dimensions), got shape {x.shape}")
-    n = x.shape[0]
-    if n == 0:
-        raise ValueError("x holds no data points")
-    if num_components is not None and num_components > n:
-        raise ValueError(f"num_components={num_components} exceeds the number of data points N={n}")
-    x = check_finite(x, "x")
-    if sample_weight is None:
-        return x, jnp.ones(n, x.dtype)
-    w = jnp.asarray(sample_weight, x.dtype)
-    if w.shape != (n,):
-        raise ValueError(f"sample_weight must have shape ({n},), got {w.shape}")
-    w = check_finite(w, "sample_weight")
-    if not isinstance(w, jax.core.Tracer) and (bool(jnp.any(w < 0)) or not jnp.sum(w) > 0):
-        raise ValueError("sample_weight must be non-negative with a positive sum")
-    return x, w
+def _inputs(x, sample_weight, *, num_components: int | None = None, data_dim: int | None = None):
+    """(x, weight) as checked arrays (see :mod:`lvm._checks`), with K <= N."""
+    x = check_data(x, data_dim=data_dim)
+    if num_components is not None and num_components > x.shape[0]:
+        raise ValueError(
+            f"num_components={num_components} exceeds the number of data points N={x.shape[0]}"
+        )
+    return x, check_sample_weight(sample_weight, x.shape[0], x.dtype)
 
 
 def _check_settings(covariance_type, reg_covar, tol):
-    if covariance_type not in COVARIANCE_TYPES:
-        raise ValueError(
-            f"covariance_type must be one of {COVARIANCE_TYPES}, got {covariance_type!r}"
-        )
-    if not reg_covar >= 0:
-        raise ValueError(f"reg_covar must be >= 0, got {reg_covar}")
-    if tol is not None and math.isnan(tol):
-        raise ValueError("tol must not be NaN")
+    check_choice(covariance_type, COVARIANCE_TYPES, "covariance_type")
+    check_non_negative(reg_covar, "reg_covar")
+    check_not_nan(tol, "tol")
 
 
 # ---------------------------------------------------------------- public API
@@ -424,14 +404,12 @@ def em_step(
     Returns:
         The updated :class:`~lvm.GaussianMixture`.
     """
-    x, w = _check_data(x, sample_weight)
-    if x.shape[1] != params.data_dim:
-        raise ValueError(f"x has {x.shape[1]} dimensions, the mixture {params.data_dim}")
+    x, w = _inputs(x, sample_weight, data_dim=params.data_dim)
     _check_settings(params.covariance_type, reg_covar, None)
     return _em_step_jit(params, x, w, reg_covar)
 
 
-def fit(
+def fit_em(
     key: Key,
     x: Float[ArrayLike, "N D"],
     *,
@@ -468,11 +446,11 @@ def fit(
     Returns:
         :class:`EMResult`.
     """
-    k = _positive_int(num_components, "num_components")
-    restarts = _positive_int(num_restarts, "num_restarts")
-    max_iter = _positive_int(max_iter, "max_iter")
+    k = check_positive_int(num_components, "num_components")
+    restarts = check_positive_int(num_restarts, "num_restarts")
+    max_iter = check_positive_int(max_iter, "max_iter")
     _check_settings(covariance_type, reg_covar, tol)
-    x, w = _check_data(x, sample_weight, k)
+    x, w = _inputs(x, sample_weight, num_components=k)
     return _fit_jit(
         key,
         x,
@@ -487,7 +465,7 @@ def fit(
     )
 
 
-def fit_from(
+def fit_em_from(
     params: GaussianMixture,
     x: Float[ArrayLike, "N D"],
     *,
@@ -496,12 +474,10 @@ def fit_from(
     reg_covar: float = 1e-6,
     sample_weight: Float[ArrayLike, " N"] | None = None,
 ) -> EMResult:
-    """Run EM from given initial parameters (same loop and stopping rule as :func:`fit`)."""
-    max_iter = _positive_int(max_iter, "max_iter")
+    """Run EM from given initial parameters (same loop and stopping rule as :func:`fit_em`)."""
+    max_iter = check_positive_int(max_iter, "max_iter")
     _check_settings(params.covariance_type, reg_covar, tol)
-    x, w = _check_data(x, sample_weight, params.num_components)
-    if x.shape[1] != params.data_dim:
-        raise ValueError(f"x has {x.shape[1]} dimensions, the mixture {params.data_dim}")
+    x, w = _inputs(x, sample_weight, num_components=params.num_components, data_dim=params.data_dim)
     return _fit_from_jit(params, x, w, reg_covar, tol, max_iter=max_iter)
 
 
@@ -515,10 +491,10 @@ def initialize(
     sample_weight: Float[ArrayLike, " N"] | None = None,
     kmeans_iters: int = 0,
 ) -> GaussianMixture:
-    """The initial mixture :func:`fit` starts a restart from (k-means++ -> hard M-step)."""
-    k = _positive_int(num_components, "num_components")
+    """The initial mixture :func:`fit_em` starts a restart from (k-means++ -> hard M-step)."""
+    k = check_positive_int(num_components, "num_components")
     _check_settings(covariance_type, reg_covar, None)
-    x, w = _check_data(x, sample_weight, k)
+    x, w = _inputs(x, sample_weight, num_components=k)
     return _initialize_jit(key, x, w, reg_covar, k, covariance_type, int(kmeans_iters))
 
 

@@ -23,8 +23,10 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
+from lvm._checks import check_positive_int
 from lvm.fit import _standardize as stdz
-from lvm.fit.em import _check_data, _positive_int
+from lvm.fit.em import _inputs
+from lvm.fit.selection import mean_log_likelihood
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 
@@ -59,7 +61,7 @@ def unconstrain(params: GaussianMixture) -> Unconstrained:
         raw = jnp.tril(params.scale, -1) + jnp.log(diag)[:, :, None] * jnp.eye(d)[None]
     else:
         raw = jnp.log(params.scale)
-    return Unconstrained(params.log_weights, params.means, raw)
+    return Unconstrained(params.log_mixture_weights, params.means, raw)
 
 
 def constrain(raw: Unconstrained, covariance_type: str) -> GaussianMixture:
@@ -73,13 +75,6 @@ def constrain(raw: Unconstrained, covariance_type: str) -> GaussianMixture:
     return GaussianMixture(raw.logits, raw.means, scale, covariance_type)
 
 
-def mean_log_likelihood(
-    params: GaussianMixture, x: Float[Array, "N D"], weight: Float[Array, " N"]
-) -> Scalar:
-    """Weighted mean of :meth:`GaussianMixture.log_marginal` over the rows of x."""
-    return weight @ jax.vmap(params.log_marginal)(x) / jnp.sum(weight)
-
-
 def make_gradient_step(
     optimizer: optax.GradientTransformation, *, covariance_type: str
 ) -> tuple[Callable, Callable]:
@@ -90,7 +85,7 @@ def make_gradient_step(
     """
 
     def loss_fn(raw, x, weight):
-        ll = mean_log_likelihood(constrain(raw, covariance_type), x, weight)
+        ll = mean_log_likelihood(constrain(raw, covariance_type), x, sample_weight=weight)
         return -ll, ll
 
     def init(params: GaussianMixture) -> GradientState:
@@ -124,8 +119,8 @@ def fit_gradient(
     :mod:`lvm.fit._standardize`), which makes one learning rate suit every
     dimension; the trace is in nats per point of the original data.
     """
-    num_steps = _positive_int(num_steps, "num_steps")
-    x, w = _check_data(x, sample_weight, params.num_components)
+    num_steps = check_positive_int(num_steps, "num_steps")
+    x, w = _inputs(x, sample_weight, num_components=params.num_components, data_dim=params.data_dim)
     if optimizer is None:
         schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01)
         optimizer = optax.adam(schedule)

@@ -17,19 +17,16 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from lvm._checks import check_finite
+from lvm._checks import check_data, check_sample_weight
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 
 
 def _data(params: GaussianMixture, x) -> Float[Array, "N D"]:
-    x = jnp.asarray(x, params.means.dtype)
-    if x.ndim != 2 or x.shape[1] != params.data_dim:
-        raise ValueError(f"x must have shape (N, {params.data_dim}), got {x.shape}")
-    return check_finite(x, "x")
+    return jnp.asarray(check_data(x, data_dim=params.data_dim), params.means.dtype)
 
 
-def log_likelihood(
+def mean_log_likelihood(
     params: GaussianMixture,
     x: Float[ArrayLike, "N D"],
     *,
@@ -40,6 +37,8 @@ def log_likelihood(
     if sample_weight is None:
         return jnp.mean(log_px)
     w = jnp.asarray(sample_weight, log_px.dtype)
+    if not isinstance(w, jax.core.Tracer):
+        w = check_sample_weight(w, log_px.shape[0], log_px.dtype)
     return w @ log_px / jnp.sum(w)
 
 
@@ -53,13 +52,13 @@ def num_parameters(params: GaussianMixture) -> int:
 def bic(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Scalar:
     r"""Bayesian information criterion :math:`-2\sum_n\log p(x_n) + p\log N` (lower is better)."""
     n = x.shape[0]
-    return -2.0 * n * log_likelihood(params, x) + num_parameters(params) * jnp.log(n)
+    return -2.0 * n * mean_log_likelihood(params, x) + num_parameters(params) * jnp.log(n)
 
 
 def aic(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Scalar:
     r"""Akaike information criterion :math:`-2\sum_n\log p(x_n) + 2p` (lower is better)."""
     n = x.shape[0]
-    return -2.0 * n * log_likelihood(params, x) + 2.0 * num_parameters(params)
+    return -2.0 * n * mean_log_likelihood(params, x) + 2.0 * num_parameters(params)
 
 
 def responsibilities(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Float[Array, "N K"]:

@@ -26,6 +26,7 @@ from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_finite, check_shape
 from lvm.distributions import Categorical
+from lvm.models.joint import Joint
 from lvm.types import Key, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -64,8 +65,8 @@ class GaussianMixture(eqx.Module):
         return self.means.shape[1]
 
     @property
-    def log_weights(self) -> Float[Array, " K"]:
-        """log pi_k, normalised."""
+    def log_mixture_weights(self) -> Float[Array, " K"]:
+        """log pi_k, normalised (the log prior probabilities of the components)."""
         return jax.nn.log_softmax(self.logits)
 
     @property
@@ -103,18 +104,19 @@ class GaussianMixture(eqx.Module):
         """log p(x | z) = log N(x; mu_z, Sigma_z)."""
         return self.component_log_prob(x)[z]
 
-    def log_joint(self, x: Float[Array, " D"], z: Int[Array, ""]) -> Scalar:
-        """log p(x, z) = log pi_z + log N(x; mu_z, Sigma_z)."""
-        return self.log_weights[z] + self.log_likelihood(x, z)
+    @property
+    def log_joint(self) -> Joint:
+        """``log_joint(x, z) = log pi_z + log N(x; mu_z, Sigma_z)``, an :class:`lvm.Joint` (callable)."""
+        return Joint(self.prior(), self.log_likelihood)
 
     def log_marginal(self, x: Float[Array, " D"]) -> Scalar:
         """Exact log p(x): log-sum-exp over components."""
         x = check_finite(x)
-        return jax.nn.logsumexp(self.log_weights + self.component_log_prob(x))
+        return jax.nn.logsumexp(self.log_mixture_weights + self.component_log_prob(x))
 
     def log_responsibilities(self, x: Float[Array, " D"]) -> Float[Array, " K"]:
         """log p(z = k | x) for every k."""
-        return jax.nn.log_softmax(self.log_weights + self.component_log_prob(x))
+        return jax.nn.log_softmax(self.log_mixture_weights + self.component_log_prob(x))
 
     def responsibilities(self, x: Float[Array, " D"]) -> Float[Array, " K"]:
         """Posterior p(z = k | x): the soft assignment of x to the components."""
@@ -122,7 +124,7 @@ class GaussianMixture(eqx.Module):
 
     def prior(self) -> Categorical:
         """p(z) = Cat(pi)."""
-        return Categorical(self.log_weights)
+        return Categorical(self.log_mixture_weights)
 
     def posterior(self, x: Float[Array, " D"]) -> Categorical:
         """Exact p(z | x) as a :class:`Categorical` (usable as a perfect proposal)."""

@@ -21,6 +21,7 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_finite, check_shape
 from lvm.distributions import DiagonalNormal, MultivariateNormal
+from lvm.models.joint import Joint
 from lvm.types import Key, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -69,10 +70,10 @@ class LinearGaussian(eqx.Module):
         r = (x - z @ self.weight.T - self.bias) / self.noise_std
         return -0.5 * jnp.sum(r**2) - x.size * (jnp.log(self.noise_std) + 0.5 * _LOG_2PI)
 
-    def log_joint(self, x: Float[Array, " D"], z: Float[Array, " d"]) -> Scalar:
-        """log p(x, z) = log p(z) + log p(x | z)."""
-        self._check(x, z)
-        return self.prior().log_prob(z) + self.log_likelihood(x, z)
+    @property
+    def log_joint(self) -> Joint:
+        """``log_joint(x, z) = log p(z) + log p(x | z)``, an :class:`lvm.Joint` (callable)."""
+        return Joint(self.prior(), self.log_likelihood)
 
     def _precision_chol(self):
         """Cholesky factor of M = I + W^T W / sigma^2, the posterior precision."""

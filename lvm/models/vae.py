@@ -22,6 +22,7 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_shape
 from lvm.distributions import DiagonalNormal
+from lvm.models.joint import Joint
 from lvm.types import Key, Scalar
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus}
@@ -139,9 +140,10 @@ class VAE(eqx.Module):
         logits = self.decode(z)
         return jnp.sum(x * logits - _softplus(logits))
 
-    def log_joint(self, x: Float[Array, " data_dim"], z: Float[Array, " latent_dim"]) -> Scalar:
-        r""":math:`\log p(x, z) = \log p(x \mid z) + \log p(z)`."""
-        return self.log_likelihood(x, z) + self.prior().log_prob(z)
+    @property
+    def log_joint(self) -> Joint:
+        r"""``log_joint(x, z)`` :math:`= \log p(z) + \log p(x \mid z)`, an :class:`lvm.Joint` (callable)."""
+        return Joint(self.prior(), self.log_likelihood)
 
     def sample(self, key: Key) -> tuple[Float[Array, " latent_dim"], Float[Array, " data_dim"]]:
         """Ancestral sample: z ~ p(z), then x ~ p(x|z) (float {0, 1} pixels)."""

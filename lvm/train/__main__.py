@@ -14,11 +14,10 @@ from pathlib import Path
 import jax
 
 from lvm.data.mnist import load_binarized_mnist
-from lvm.estimators import ELBO, IWAE
+from lvm.estimators import ELBO, IWAE, ELBOAnalyticKL
 from lvm.evaluate import evaluate
 from lvm.models.vae import VAEConfig
-from lvm.objectives import ELBOAnalyticKL
-from lvm.train.loop import TrainConfig, fit
+from lvm.train.loop import TrainConfig, train_vae
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE, "elbo-kl": ELBOAnalyticKL}
 
@@ -58,7 +57,7 @@ def main(argv=None) -> dict:
         checkpoint_every=args.checkpoint_every,
     )
     data = load_binarized_mnist(manual_dir=args.manual_dir, data_dir=args.data_dir)
-    result = fit(
+    result = train_vae(
         config, data.train, validation_x=data.validation, out_dir=args.out_dir, resume=args.resume
     )
     summary = {"config": config.to_dict(), "final": result.history[-1] if result.history else None}

@@ -1,6 +1,6 @@
 """The training loop: one config, one call, resumable.
 
-``fit(config, train_x)`` trains a :class:`~lvm.models.vae.VAE` with Adam for
+``train_vae(config, train_x)`` trains a :class:`~lvm.models.vae.VAE` with Adam for
 ``config.num_epochs`` epochs, each a single compiled ``lax.scan`` over shuffled minibatches.
 Randomness: ``key(seed)`` is split once into ``init_key, train_key, eval_key``; epoch e
 (1-based) uses ``fold_in(train_key, e)``, and the validation bound always uses ``eval_key``.
@@ -26,11 +26,11 @@ import numpy as np
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from lvm._checks import check_num_samples
+from lvm._checks import check_data, check_positive_int
 from lvm.estimators import ELBO
-from lvm.evaluate import bound, check_data
+from lvm.estimators.objectives import Objective, objective_from_dict, objective_to_dict
+from lvm.evaluate import bound
 from lvm.models.vae import VAE, VAEConfig
-from lvm.objectives import Objective, objective_from_dict, objective_to_dict
 from lvm.sharding import make_mesh, replicate
 from lvm.train.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from lvm.train.optim import make_optimizer
@@ -66,9 +66,9 @@ class TrainConfig:
     eval_objective: Objective | None = None
 
     def __post_init__(self):
-        check_num_samples(self.num_epochs, "num_epochs")
-        check_num_samples(self.batch_size, "batch_size")
-        check_num_samples(self.checkpoint_every, "checkpoint_every")
+        check_positive_int(self.num_epochs, "num_epochs")
+        check_positive_int(self.batch_size, "batch_size")
+        check_positive_int(self.checkpoint_every, "checkpoint_every")
         if self.eval_every < 0:
             raise ValueError(f"eval_every must be >= 0, got {self.eval_every}")
         if self.schedule not in ("constant", "iwae"):
@@ -96,7 +96,7 @@ class TrainConfig:
         return cls(**spec)
 
 
-class FitResult(NamedTuple):
+class TrainResult(NamedTuple):
     model: VAE
     state: TrainState
     history: list[dict[str, Any]]
@@ -173,7 +173,7 @@ def _restore(out: Path, like: TrainState, metadata: dict) -> tuple[TrainState, i
     return state, start, [r for r in _read_jsonl(out / METRICS) if r["epoch"] <= start]
 
 
-def fit(
+def train_vae(
     config: TrainConfig,
     train_x,
     *,
@@ -182,7 +182,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     mesh: Mesh | None = None,
-) -> FitResult:
+) -> TrainResult:
     """Train a VAE on ``train_x`` (N, D) float {0, 1} images; see the module docstring.
 
     Returns the final model, the final :class:`TrainState` and the per-epoch history
@@ -194,9 +194,13 @@ def fit(
     if resume and out_dir is None:
         raise ValueError("resume=True needs the out_dir that holds the checkpoint")
     mesh = make_mesh() if mesh is None else mesh
-    train_x = check_data(train_x, config.model.data_dim, "train_x").astype(np.float32)
+    train_x = check_data(
+        train_x, data_dim=config.model.data_dim, name="train_x", unit_interval=True
+    ).astype(np.float32)
     if validation_x is not None:
-        validation_x = check_data(validation_x, config.model.data_dim, "validation_x")
+        validation_x = check_data(
+            validation_x, data_dim=config.model.data_dim, name="validation_x", unit_interval=True
+        )
     steps_per_epoch = train_x.shape[0] // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"need at least batch_size={config.batch_size} training images")
@@ -259,7 +263,7 @@ def fit(
                 f.write(json.dumps(record) + "\n")
             if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
                 save_checkpoint(out / CHECKPOINT, state, metadata={**metadata, "epoch": epoch})
-    return FitResult(state.params, state, history)
+    return TrainResult(state.params, state, history)
 
 
 def load_model(path: str | os.PathLike) -> VAE:

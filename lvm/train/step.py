@@ -9,7 +9,6 @@ with :math:`\mathcal L` the objective's bound for one datapoint (:func:`model_bo
 vmapped over the batch. Its gradient is the reparameterized (pathwise) gradient.
 """
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 import equinox as eqx
@@ -19,8 +18,8 @@ import optax
 from jax.sharding import Mesh
 from jaxtyping import Array, Float, Int
 
-from lvm._checks import check_floating, check_num_samples
-from lvm.objectives import Objective, model_bound
+from lvm._checks import check_floating, check_positive_int
+from lvm.estimators.objectives import Objective, model_bound
 from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate
 from lvm.types import Key, Scalar
 
@@ -42,7 +41,7 @@ class StepInfo(NamedTuple):
 
 
 def batch_bound(
-    objective: Objective | Callable, key: Key, model: eqx.Module, batch: Float[Array, "batch dim"]
+    objective: Objective, key: Key, model: eqx.Module, batch: Float[Array, "batch dim"]
 ) -> Scalar:
     """The mean over the batch of each datapoint's bound, datapoint b drawing with ``split(key, B)[b]``."""
     keys = jax.random.split(key, batch.shape[0])
@@ -51,7 +50,7 @@ def batch_bound(
 
 
 def make_train_step(
-    objective: Objective | Callable,
+    objective: Objective,
     optimizer: optax.GradientTransformation,
     *,
     mesh: Mesh | None = None,
@@ -92,7 +91,7 @@ def make_train_step(
 
 
 def make_train_epoch(
-    objective: Objective | Callable,
+    objective: Objective,
     optimizer: optax.GradientTransformation,
     *,
     batch_size: int = 100,
@@ -105,7 +104,7 @@ def make_train_epoch(
     :class:`StepInfo` fields have shape ``(N // batch_size,)``. ``data`` should already be
     a device array (replicated over ``mesh``) so that it is not copied every epoch.
     """
-    batch_size = check_num_samples(batch_size, "batch_size")
+    batch_size = check_positive_int(batch_size, "batch_size")
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(batch_size, mesh)
     init, step = make_train_step(objective, optimizer, mesh=mesh)
