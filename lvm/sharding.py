@@ -47,3 +47,30 @@ def check_batch_size(batch_size: int, mesh: Mesh) -> None:
         raise ValueError(
             f"batch size {batch_size} must be divisible by the number of devices {mesh.size}"
         )
+
+
+def initialize_distributed(coordinator_address: str, num_processes: int, process_id: int) -> None:
+    """Join ``num_processes`` processes into one JAX runtime (call first, in every process).
+
+    A thin wrapper of :func:`jax.distributed.initialize` that also selects the gloo CPU
+    collectives, so that processes on CPUs (one machine or several) can all-reduce. After it,
+    ``jax.devices()`` lists every process's devices and :func:`make_mesh` spans them all.
+    """
+    # Only CPU collectives read this setting; it must be set before the backend starts.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(
+        coordinator_address=coordinator_address,
+        num_processes=num_processes,
+        process_id=process_id,
+    )
+
+
+def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
+    """One array split along its first axis over ``mesh``, from each process's own rows.
+
+    Process p passes its rows ``local`` (the same number in every process); the result is
+    the global array, the rows of process 0 first. With one process it is just ``local``
+    placed on the mesh.
+    """
+    global_shape = (local.shape[0] * jax.process_count(), *local.shape[1:])
+    return jax.make_array_from_process_local_data(batch_sharded(mesh), local, global_shape)
