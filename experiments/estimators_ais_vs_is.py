@@ -31,14 +31,14 @@ is in the JSON), so the question the figure answers, "how far below the truth is
 k = 5,000?", is read off as the distance from the IS line up to the AIS line (a lower bound
 on that distance) and, on simulated data, up to the BDMC upper bound (an upper bound on it).
 
-Run: ``python experiments/estimators_ais_vs_is.py`` (not in the quick suite's time budget:
-``--quick`` runs tiny models in seconds). Cost, an ESTIMATE until measured on the full run:
-the AIS and BDMC runs take 2 * 100 * 10 * (14,400 + 2 * 11,100) = 73 M gradient evaluations
-of the 784-200-200-50 decoder; at the 40,000-75,000 per second measured for AIS on 100
-images on this 2-core CPU (with other jobs running) that is 16-30 minutes, IS and the ELBO
-add about 1 minute, and the two models are trained first if ``runs/vae`` does not hold them
-(about 10 minutes at the default budget of 5 epochs). No numbers are stated here until the
-full run has been made.
+Run: ``python experiments/estimators_ais_vs_is.py`` (``--quick``: tiny models, about a
+minute). Cost, an ESTIMATE until the full run is measured: AIS and BDMC take
+2 models * 100 images * 10 leapfrog steps * (14,400 + 2 * 11,100 temperatures) = 73 M
+gradient evaluations of the 784-200-200-50 decoder. AIS on 100 images ran at 40,000-75,000
+gradient evaluations per second on this 2-core CPU with other jobs running, so that is
+16-30 minutes (up to 40 on a busier machine); IS and the ELBO add about a minute, and the
+two models are trained first if ``runs/vae`` does not hold them yet (about 10 minutes at
+the default budget of 5 epochs). No result is stated here until that run has been made.
 """
 
 import sys
