@@ -229,6 +229,26 @@ def test_jit_and_vmap_match_python_loop(model, simulated):
     np.testing.assert_allclose(batched, loop, rtol=1e-5)
 
 
+def test_memory_does_not_grow_with_num_steps(model, simulated):
+    """One lax.scan over temperatures: the working memory holds a few scalars per temperature
+    (the schedule), never the trajectory (10,000 x 8 x 4 x 4 floats = 5 MB here)."""
+    _, xs, _ = simulated
+    keys = jax.random.split(jax.random.key(15), 8)
+
+    def temp_bytes(num_steps):
+        run = jax.jit(
+            jax.vmap(
+                lambda k, xi: lvm.ais(
+                    k, model.log_joint, model.prior(), xi, num_steps=num_steps, num_chains=4
+                )
+            )
+        )
+        return run.lower(keys, xs[:8]).compile().memory_analysis().temp_size_in_bytes
+
+    per_step = (temp_bytes(10_100) - temp_bytes(100)) / 10_000
+    assert per_step <= 4 * 4, per_step  # at most four float32 per temperature
+
+
 def test_schedules():
     for betas in (lvm.linear_schedule(7), lvm.sigmoid_schedule(7)):
         assert betas.shape == (8,) and betas[0] == 0.0 and betas[-1] == 1.0
