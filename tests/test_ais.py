@@ -298,6 +298,8 @@ class TestBadInput:
             )
         with pytest.raises(ValueError, match="step_size"):
             lvm.ais(jax.random.key(0), model.log_joint, prior, x, num_steps=3, step_size=0.0)
+        with pytest.raises(ValueError, match="step_size_jitter"):
+            lvm.AIS(num_steps=3, step_size_jitter=1.0)
         with pytest.raises(ValueError, match="schedule"):
             lvm.ais(jax.random.key(0), model.log_joint, prior, x, num_steps=3, schedule="cosine")
         with pytest.raises(ValueError, match="schedule"):

@@ -162,12 +162,14 @@ def _check_latent(z) -> None:
         )
 
 
-def _check_settings(num_leapfrog_steps, step_size, target_acceptance) -> None:
+def _check_settings(num_leapfrog_steps, step_size, target_acceptance, step_size_jitter) -> None:
     check_num_samples(num_leapfrog_steps, "num_leapfrog_steps")
     if not 0.0 < target_acceptance < 1.0:
         raise ValueError(f"target_acceptance must be in (0, 1), got {target_acceptance}")
     if np.any(np.asarray(step_size) <= 0):
         raise ValueError(f"step_size must be > 0, got {step_size}")
+    if not 0.0 <= step_size_jitter < 1.0:
+        raise ValueError(f"step_size_jitter must be in [0, 1), got {step_size_jitter}")
 
 
 def _value_and_grad_at(terms, beta) -> hmc.ValueAndGrad:
@@ -294,7 +296,7 @@ def ais_log_weights(
     """
     num_steps = check_num_samples(num_steps, "num_steps")
     num_chains = check_num_samples(num_chains, "num_chains")
-    _check_settings(num_leapfrog_steps, step_size, target_acceptance)
+    _check_settings(num_leapfrog_steps, step_size, target_acceptance, step_size_jitter)
     betas = annealing_schedule(schedule, num_steps)
     x = check_finite(x)
     init_key, transition_key = jax.random.split(key)
@@ -429,7 +431,8 @@ class AIS:
     num_steps: int = 1000
     num_chains: int = 1
     num_leapfrog_steps: int = 10
-    schedule: str = "sigmoid"
+    #: ``"sigmoid"``, ``"linear"``, or the T + 1 temperatures as a tuple (hashable).
+    schedule: str | tuple[float, ...] = "sigmoid"
     step_size: float = 0.05
     target_acceptance: float = 0.65
     step_size_jitter: float = 0.5
@@ -437,8 +440,10 @@ class AIS:
     def __post_init__(self):
         check_num_samples(self.num_steps, "num_steps")
         check_num_samples(self.num_chains, "num_chains")
-        annealing_schedule(self.schedule, 1)
-        _check_settings(self.num_leapfrog_steps, self.step_size, self.target_acceptance)
+        annealing_schedule(self.schedule, self.num_steps)
+        _check_settings(
+            self.num_leapfrog_steps, self.step_size, self.target_acceptance, self.step_size_jitter
+        )
 
     @property
     def num_gradient_evaluations(self) -> int:
