@@ -75,7 +75,7 @@ class AISInfo(NamedTuple):
 
     #: Metropolis acceptance probability at each transition, mean over chains.
     acceptance_rate: Float[Array, " transitions"]
-    #: the leapfrog step size each transition used.
+    #: the step size of each transition (chain c used it times its jitter draw).
     step_size: Float[Array, " transitions"]
 
 
@@ -197,7 +197,8 @@ def _anneal(
     r"""Run chains started at ``z0`` (exact draws from :math:`e^{f_{\beta_0}}`) along ``betas``.
 
     ``step_size``: the initial step size when ``adapt``, else one per transition (or a scalar).
-    Transition t (t = 1 .. T - 1) draws with the keys ``split(fold_in(key, t), chains)``.
+    Transition t (t = 1 .. T - 1) draws with ``fold_in(key, t)``, split once into the
+    chains' HMC keys and their step-size jitter.
     """
     num_chains, dtype = z0.shape[0], z0.dtype
     num_transitions = len(betas) - 2
