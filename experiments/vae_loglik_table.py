@@ -14,6 +14,12 @@ k=50 (the bound L_k), this reports
   images of the test split (default budget; ``--num-test 0`` or ``--paper-budget``: all
   10,000), with the standard error over images and, since every model sees the same
   images, the paired difference to VAE k=1 with its standard error;
+* test log p(x) by annealed importance sampling (``lvm.evaluate.log_px(method="ais")``:
+  AIS from q(z|x) to p(z|x) over T = 1,000 temperatures of a sigmoidal schedule, 1 chain,
+  10 leapfrog steps per HMC transition; Wu et al., 2017) on the first 100 test images,
+  beside IS with k = 5,000 on the same 100 images and their paired difference. AIS costs
+  (T - 1) * 10 + 1 = 9,991 gradient evaluations of log p(x, z) per image (a gradient is
+  about three forward passes) against IS's 5,000 forward evaluations, about 6x the compute;
 * the test ELBO (k=1) on all 10,000 test images;
 * active units on all test images: latent dimensions u with
   :math:`\mathrm{Cov}_x(\mathbb E_{q(z \mid x)}[z_u]) > 10^{-2}`.
@@ -30,8 +36,10 @@ Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
 Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). On 2 shared CPU
 cores the k = 5,000 evaluations took 20-50 s per model on 1,000 images (all five: about
 3.5 min, the whole test set would take ten times that); training the five models from
-scratch adds about 16 min (the two k = 50 models 60-100 s per epoch each). ``--quick``:
-seconds.
+scratch adds about 16 min (the two k = 50 models 60-100 s per epoch each). The AIS column
+adds about 5 x 100 x 9,991 = 5 M gradient evaluations, an ESTIMATED 1-2 min at the
+40,000-75,000 per second measured for AIS on this CPU (not yet measured on the full run).
+``--quick``: seconds.
 Should hit (seed 0, 5 epochs): log p(x) of -118.1 (VAE k=1), -115.0 (VAE k=5), -115.1
 (VAE k=50), -113.1 (IWAE k=5) and -109.2 nats (IWAE k=50), +- 1.0 over images; paired
 with VAE k=1, IWAE k=50 is better by 8.9 +- 0.3 nats. Far from the published -86.8 to
@@ -40,7 +48,7 @@ with VAE k=1, IWAE k=50 is better by 8.9 +- 0.3 nats. Far from the published -86
 
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import jax
 import matplotlib.pyplot as plt
@@ -70,18 +78,34 @@ NAME = "vae_loglik_table"
 class Config:
     budget: Budget = field(default_factory=Budget)
     runs: tuple[str, ...] = tuple(RUNS)
+    #: the AIS column: the first ``ais_num_test`` test images (IS is read off the same ones).
+    ais_num_test: int = 100
+    ais_num_steps: int = 1000
+    ais_num_chains: int = 1
+    ais_num_leapfrog_steps: int = 10
+
+    def quick(self) -> "Config":
+        return replace(self, ais_num_test=10, ais_num_steps=10, ais_num_leapfrog_steps=3)
+
+    @property
+    def ais_cost(self) -> int:
+        """Gradient evaluations of log p(x, z) per image: C ((T - 1) L + 1)."""
+        return self.ais_num_chains * ((self.ais_num_steps - 1) * self.ais_num_leapfrog_steps + 1)
 
 
 def _sem(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) / np.sqrt(len(values)))
 
 
-def markdown(rows: dict, budget: Budget, num_test: int) -> str:
+def markdown(rows: dict, budget: Budget, num_test: int, config: Config) -> str:
+    num_ais = min(config.ais_num_test, num_test)
     lines = [
         f"| model | objective | epochs | test log p(x), k={budget.eval_num_samples:,} "
-        f"({num_test:,} images) | vs VAE k=1 (paired) | test ELBO | active units "
-        "| published log p(x) | published active units |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"({num_test:,} images) | vs VAE k=1 (paired) "
+        f"| IS k={budget.eval_num_samples:,} ({num_ais:,} images) "
+        f"| AIS T={config.ais_num_steps:,} ({num_ais:,} images) | AIS − IS (paired) "
+        "| test ELBO | active units | published log p(x) | published active units |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
         paper_ll, paper_au = PUBLISHED[name]
@@ -93,12 +117,19 @@ def markdown(rows: dict, budget: Budget, num_test: int) -> str:
         lines.append(
             f"| {LABELS[name]} | {row['objective']} | {row['epochs']} "
             f"| {row['log_px']:.2f} ± {row['log_px_sem']:.2f} | {diff} "
+            f"| {row['is_subset_log_px']:.2f} ± {row['is_subset_log_px_sem']:.2f} "
+            f"| {row['ais_log_px']:.2f} ± {row['ais_log_px_sem']:.2f} "
+            f"| {row['ais_minus_is']:+.2f} ± {row['ais_minus_is_sem']:.2f} "
             f"| {row['elbo']:.2f} | {row['active_units']} | {paper_ll:.2f} | {paper_au} |"
         )
     lines += [
         "",
         "Ours: static binarization (TFDS `binarized_mnist`), "
         f"{budget.num_epochs:,} epochs, nats per image, ± one standard error over images. "
+        f"AIS: from q(z|x), {config.ais_num_steps:,} temperatures (sigmoidal), "
+        f"{config.ais_num_chains} chain(s), {config.ais_num_leapfrog_steps} leapfrog steps per "
+        f"HMC transition: {config.ais_cost:,} gradient evaluations of log p(x, z) per image, "
+        f"against {budget.eval_num_samples:,} evaluations for IS. "
         f"Published: {PUBLISHED_SOURCE}.",
     ]
     return "\n".join(lines) + "\n"
@@ -147,11 +178,14 @@ def main(argv=None) -> dict:
     args = parse_args(argv, __doc__.splitlines()[0], vae=True)
     budget = args.budget
     config = Config(budget=budget)
+    if args.quick:
+        config = config.quick()
     style()
     data = load_data(budget)
     test_subset = data.test[: budget.num_test]
     eval_key = jax.random.key(args.seed)
-    log_px_key, elbo_key = jax.random.split(eval_key)
+    log_px_key, elbo_key, ais_key = jax.random.split(eval_key, 3)
+    ais_subset = test_subset[: config.ais_num_test]
 
     per_image, rows = {}, {}
     for name in config.runs:
@@ -165,6 +199,19 @@ def main(argv=None) -> dict:
             chunk_size=budget.eval_chunk_size,
         )
         seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        ais_values = log_px(
+            ais_key,
+            result.model,
+            ais_subset,
+            method="ais",
+            num_steps=config.ais_num_steps,
+            num_chains=config.ais_num_chains,
+            num_leapfrog_steps=config.ais_num_leapfrog_steps,
+        )
+        ais_seconds = time.perf_counter() - start
+        ais_values = np.asarray(ais_values, np.float64)
+        is_subset = np.asarray(values, np.float64)[: len(ais_subset)]  # same images, same draws
         elbo = bound(elbo_key, result.model, data.test, ELBO(1))
         units, variances = active_units(result.model, data.test)
         per_image[name] = np.asarray(values, np.float64)
@@ -178,13 +225,22 @@ def main(argv=None) -> dict:
             "active_units": int(units),
             "latent_variances": np.sort(np.asarray(variances))[::-1],
             "log_px_seconds": seconds,
+            "is_subset_log_px": float(is_subset.mean()),
+            "is_subset_log_px_sem": _sem(is_subset),
+            "ais_log_px": float(ais_values.mean()),
+            "ais_log_px_sem": _sem(ais_values),
+            "ais_minus_is": float((ais_values - is_subset).mean()),
+            "ais_minus_is_sem": _sem(ais_values - is_subset),
+            "ais_seconds": ais_seconds,
             "published_log_px": PUBLISHED[name][0],
             "published_active_units": PUBLISHED[name][1],
         }
         print(
             f"{LABELS[name]:>12}: log p(x) {rows[name]['log_px']:.2f} ± "
             f"{rows[name]['log_px_sem']:.2f}, ELBO {rows[name]['elbo']:.2f}, "
-            f"active units {units}  ({seconds:.0f} s for log p(x))",
+            f"active units {units}  ({seconds:.0f} s for log p(x)); AIS on "
+            f"{len(ais_subset)} images {rows[name]['ais_log_px']:.2f} vs IS "
+            f"{rows[name]['is_subset_log_px']:.2f} ({ais_seconds:.0f} s)",
             flush=True,
         )
     if "vae_k1" in per_image:
@@ -194,7 +250,7 @@ def main(argv=None) -> dict:
             row["log_px_minus_vae_k1_sem"] = _sem(diff) if name != "vae_k1" else 0.0
 
     num_test = len(test_subset)
-    table = markdown(rows, budget, num_test)
+    table = markdown(rows, budget, num_test, config)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     (args.out_dir / f"{NAME}.md").write_text(table)
     png = save_figure(plot(rows, num_test, budget), args.out_dir, NAME)
@@ -203,6 +259,12 @@ def main(argv=None) -> dict:
         "seed": args.seed,
         "num_test_images": num_test,
         "eval_num_samples": budget.eval_num_samples,
+        "ais_num_images": len(ais_subset),
+        "ais_cost_per_image": config.ais_cost,
+        "ais_cost_model": (
+            "num_chains * ((num_steps - 1) * num_leapfrog_steps + 1) gradient evaluations of "
+            "log p(x, z) per image; IS: eval_num_samples forward evaluations"
+        ),
         "binarization": "static (Larochelle & Murray 2011, TFDS binarized_mnist)",
         "published_source": PUBLISHED_SOURCE,
         "rows": rows,

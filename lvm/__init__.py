@@ -2,7 +2,7 @@
 
 Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS) ->
 ``distributions`` (priors and proposals) -> ``models`` (linear-Gaussian, GMM, VAE) ->
-``estimators`` (naive MC, importance sampling / IWAE, ELBO) -> ``fit`` (EM and gradient
+``estimators`` (naive MC, importance sampling / IWAE, ELBO, AIS / BDMC) -> ``fit`` (EM and gradient
 fitting of mixtures) and ``train`` / ``evaluate`` / ``sharding`` (the VAE) -> ``data``.
 The subpackages ``lvm.fit``, ``lvm.train``, ``lvm.evaluate``, ``lvm.data`` are imported
 by name; the core math is re-exported here.
@@ -17,23 +17,41 @@ from lvm.distributions import (
     sample_n,
 )
 from lvm.estimators import (
+    AIS,
     ELBO,
     IWAE,
+    AISInfo,
+    BDMCResult,
     ELBOAnalyticKL,
     ELBOTerms,
+    ais,
+    ais_log_weights,
+    annealing_schedule,
+    bdmc,
     elbo,
     elbo_analytic_kl,
     elbo_decomposition,
     importance_sampling,
     iwae_bound,
+    linear_schedule,
     log_weight,
     log_weights,
     model_bound,
     naive_monte_carlo,
+    sigmoid_schedule,
 )
 from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
 
 __all__ = [
+    "AIS",
+    "AISInfo",
+    "BDMCResult",
+    "ais",
+    "ais_log_weights",
+    "annealing_schedule",
+    "bdmc",
+    "linear_schedule",
+    "sigmoid_schedule",
     "ELBO",
     "IWAE",
     "VAE",

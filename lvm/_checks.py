@@ -115,3 +115,27 @@ def check_not_nan(value, name: str) -> None:
     """Raise ``ValueError`` if ``value`` is NaN."""
     if value is not None and math.isnan(value):
         raise ValueError(f"{name} must not be NaN")
+
+
+def check_continuous_latent(z, who: str) -> None:
+    """Raise ``TypeError`` unless the latent ``z`` is floating (gradient-based samplers need it)."""
+    if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
+        raise TypeError(
+            f"{who} needs a continuous latent (it moves z along the gradient); got z of dtype "
+            f"{jnp.result_type(z)}. A discrete latent (the Gaussian mixture) has exact "
+            "log p(x) by summation, or use importance_sampling."
+        )
+
+
+def check_in_interval(value, name: str, low: float, high: float, *, closed_low=False) -> None:
+    """Raise ``ValueError`` unless ``low < value < high`` (``low <= value`` if ``closed_low``)."""
+    above = value >= low if closed_low else value > low
+    if not (above and value < high):
+        bracket = "[" if closed_low else "("
+        raise ValueError(f"{name} must be in {bracket}{low}, {high}), got {value}")
+
+
+def check_positive(value, name: str) -> None:
+    """Raise ``ValueError`` unless every entry of ``value`` is > 0."""
+    if not np.all(np.asarray(value) > 0):
+        raise ValueError(f"{name} must be > 0, got {value}")

@@ -74,6 +74,13 @@ def test_loglik_table_quick(tmp_path):
         )
     table = (tmp_path / "vae_loglik_table.md").read_text()
     assert "-84.78" in table and "static binarization" in table
+    # The AIS column and IS on the same images: the paired difference is their difference.
+    assert "AIS T=10" in table and results["ais_num_images"] == 10
+    for row in rows.values():
+        assert row["ais_log_px"] < 0.0
+        assert row["ais_minus_is"] == pytest.approx(
+            row["ais_log_px"] - row["is_subset_log_px"], abs=1e-6
+        )
 
 
 def test_curves_and_samples_share_runs(tmp_path):

@@ -244,3 +244,19 @@ def test_command_line_trains_resumes_and_evaluates(images, tmp_path, monkeypatch
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["num_images"] == 50 and saved["log_px"] >= saved["elbo"]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_command_line_evaluates_by_ais(images, tmp_path, monkeypatch):
+    import lvm.train.__main__ as cli
+    from lvm.data.mnist import BinarizedMNIST
+
+    monkeypatch.setattr(
+        cli,
+        "load_binarized_mnist",
+        lambda **kw: BinarizedMNIST(images[:100], images[100:120], images[120:140]),
+    )
+    args = ["--latent-dim", "2", "--hidden-sizes", "8", "--epochs", "1", "--out-dir", str(tmp_path)]
+    summary = cli.main([*args, "--eval-method", "ais", "--ais-steps", "5"])
+    assert summary["test"]["method"] == "ais"
+    assert summary["test"]["estimator"].startswith("AIS(num_steps=5,")
+    assert summary["test"]["num_images"] == 20 and summary["test"]["log_px"] < 0

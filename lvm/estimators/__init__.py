@@ -1,5 +1,16 @@
 """Estimators of log p(x) for ONE datapoint; vmap over datapoints outside."""
 
+from lvm.estimators.ais import (
+    AIS,
+    AISInfo,
+    BDMCResult,
+    ais,
+    ais_log_weights,
+    annealing_schedule,
+    bdmc,
+    linear_schedule,
+    sigmoid_schedule,
+)
 from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
@@ -15,6 +26,15 @@ from lvm.estimators.objectives import (
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
+    "AIS",
+    "AISInfo",
+    "BDMCResult",
+    "ais",
+    "ais_log_weights",
+    "annealing_schedule",
+    "bdmc",
+    "linear_schedule",
+    "sigmoid_schedule",
     "ELBO",
     "IWAE",
     "ELBOAnalyticKL",

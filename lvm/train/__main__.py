@@ -3,8 +3,9 @@
     python -m lvm.train --objective iwae --num-samples 5 --epochs 10 --out-dir runs/iwae5 [--resume]
 
 Writes ``<out-dir>/checkpoint.eqx``, ``metrics.jsonl``, ``config.json`` and, unless
-``--eval-num-samples 0``, ``eval.json`` (test log p(x) by importance sampling, test ELBO,
-active units). ``--schedule iwae --epochs 3280`` is the IWAE paper's full budget.
+``--eval-num-samples 0``, ``eval.json`` (test log p(x) by importance sampling, or with
+``--eval-method ais --ais-steps T`` by annealed importance sampling from q(z|x); test
+ELBO, active units). ``--schedule iwae --epochs 3280`` is the IWAE paper's full budget.
 """
 
 import argparse
@@ -37,6 +38,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--eval-num-samples", type=int, default=5000, help="k for test log p(x); 0: skip"
     )
+    p.add_argument(
+        "--eval-method",
+        choices=("is", "ais"),
+        default="is",
+        help="test log p(x) by importance sampling (k = --eval-num-samples) or by AIS from q(z|x)",
+    )
+    p.add_argument(
+        "--ais-steps", type=int, default=1000, help="temperatures of AIS (--eval-method ais)"
+    )
     p.add_argument("--out-dir", type=Path, required=True)
     p.add_argument("--resume", action="store_true")
     p.add_argument("--manual-dir", default=None, help="folder of the .amat(.gz) files")
@@ -63,7 +73,14 @@ def main(argv=None) -> dict:
     summary = {"config": config.to_dict(), "final": result.history[-1] if result.history else None}
     if args.eval_num_samples:
         eval_key = jax.random.fold_in(jax.random.key(args.seed), 1)
-        test = evaluate(eval_key, result.model, data.test, num_samples=args.eval_num_samples)
+        test = evaluate(
+            eval_key,
+            result.model,
+            data.test,
+            method=args.eval_method,
+            num_samples=args.eval_num_samples,
+            num_steps=args.ais_steps,
+        )
         summary["test"] = test._asdict()
         (args.out_dir / "eval.json").write_text(json.dumps(summary["test"], indent=2))
     print(json.dumps(summary))
