@@ -291,12 +291,14 @@ def train_vae(
     steps_per_epoch = train_x.shape[0] // config.batch_size
     if steps_per_epoch < 1:
         raise ValueError(f"need at least batch_size={config.batch_size} training images")
+    out = Path(out_dir) if out_dir is not None else None
+    if out is not None:
+        # Only a run that writes files needs its config as JSON (a lambda trains without).
+        metadata = {"config": config.to_dict(), "num_train": int(train_x.shape[0])}
     init, epoch_fn, schedule = _setup(config, steps_per_epoch, mesh)
     keys = run_keys(config.seed)
     state = init(VAE(config.model, key=keys.init))
-    metadata = {"config": config.to_dict(), "num_train": int(train_x.shape[0])}
 
-    out = Path(out_dir) if out_dir is not None else None
     start, history = 0, []
     if out is not None:
         if resume and (out / CHECKPOINT).exists():
