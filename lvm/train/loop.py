@@ -198,7 +198,7 @@ def _check_epoch(info: StepInfo, *, epoch: int, config: TrainConfig, last_checkp
             f" after max_consecutive_skips={config.max_consecutive_skips} skipped updates in a row"
         )
     advice = (
-        " TrainConfig(nonfinite='skip') skips such updates instead."
+        " TrainConfig(nonfinite='skip') (--nonfinite skip) skips such updates instead."
         if config.nonfinite == "raise"
         else ""
     )

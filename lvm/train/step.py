@@ -8,8 +8,9 @@ The loss of a minibatch :math:`x_{1:B}` is the negated mean bound,
 with :math:`\mathcal L` the objective's bound for one datapoint (:func:`model_bound`),
 vmapped over the batch. Its gradient is the reparameterized (pathwise) gradient.
 
-Every step reports whether its loss and every entry of its gradient are finite
-(:attr:`StepInfo.finite`), so that the caller finds the first step of a diverging run. With
+Every step reports whether its loss and its gradient norm are finite (:attr:`StepInfo.finite`;
+a NaN or Inf gradient entry makes the norm NaN or Inf), so that the caller finds the first
+step of a diverging run. With
 ``max_consecutive_skips`` the optimizer is wrapped in :func:`optax.apply_if_finite`, which
 drops an update whose gradient holds NaN or Inf (:attr:`StepInfo.skipped`), unless it is the
 ``max_consecutive_skips + 1``-th such update in a row: that one is applied.
@@ -41,9 +42,10 @@ class TrainState(NamedTuple):
 class StepInfo(NamedTuple):
     """Diagnostics of one step (stacked along a leading axis by an epoch).
 
-    ``finite``: the loss and every gradient entry are finite. ``skipped``: the update was
-    not applied (only with ``max_consecutive_skips``; then a step that is neither finite
-    nor skipped is one that :func:`optax.apply_if_finite` gave up on).
+    ``finite``: the loss and the gradient norm are finite (so every gradient entry is).
+    ``skipped``: the update was not applied (only with ``max_consecutive_skips``; then a
+    step that is neither finite nor skipped is one that :func:`optax.apply_if_finite` gave
+    up on).
     """
 
     loss: Scalar
@@ -51,10 +53,6 @@ class StepInfo(NamedTuple):
     grad_norm: Scalar
     finite: Bool[Array, ""]
     skipped: Bool[Array, ""]
-
-
-def _all_finite(tree) -> Bool[Array, ""]:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
 def batch_bound(
@@ -107,12 +105,15 @@ def make_train_step(
         params = eqx.filter(state.params, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.params, updates)
-        finite = jnp.isfinite(loss) & _all_finite(grads)
+        grad_norm = optax.tree.norm(grads)
+        # A NaN or Inf entry makes the norm NaN or Inf; so does a norm past float's range
+        # (entries ~1e19), as much a divergence. Free: the norm is computed for Info anyway.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
         if max_consecutive_skips is None:
             skipped = jnp.zeros((), bool)
         else:  # rejected: non-finite, and not yet more than max_consecutive_skips in a row
             skipped = ~opt_state.last_finite & (opt_state.notfinite_count <= max_consecutive_skips)
-        info = StepInfo(loss, bound, optax.tree.norm(grads), finite, skipped)
+        info = StepInfo(loss, bound, grad_norm, finite, skipped)
         return TrainState(model, opt_state, state.step + 1), info
 
     return init, step
