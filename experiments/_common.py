@@ -476,6 +476,9 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int) -> P
         if f.name not in epoch_settings
     }
     settings["num_train"] = num_train
+    if config.nonfinite == "raise":
+        # The default policy trains exactly as before these fields existed: same folder.
+        del settings["nonfinite"], settings["max_consecutive_skips"]
     fingerprint = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:10]
     return runs_dir / f"{name}-{fingerprint}"
 

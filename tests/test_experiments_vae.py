@@ -119,6 +119,7 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
         replace(base, objective=common.RUNS["vae_k50"]),
         replace(base, schedule="iwae"),
         replace(base, model=replace(base.model, latent_dim=2)),
+        replace(base, nonfinite="skip"),
     ]
     for config in others:
         assert common.run_dir(tmp_path, "iwae_k50", config, 50_000) != same
