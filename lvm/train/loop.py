@@ -212,6 +212,15 @@ def _check_epoch(info: StepInfo, *, epoch: int, config: TrainConfig, last_checkp
     )
 
 
+def _kept_checkpoint(out: Path | None, epoch: int) -> str:
+    """What a run that stops now leaves behind, for the error message."""
+    if out is None:
+        return "there is no checkpoint"
+    if not epoch:
+        return f"no checkpoint was written to {out}"
+    return f"{out / CHECKPOINT} is unchanged (epoch {epoch}); resume=True continues from it"
+
+
 def _write_json(path: Path, data: dict) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2))
@@ -306,13 +315,7 @@ def train_vae(
         out.mkdir(parents=True, exist_ok=True)
         _write_json(out / "config.json", metadata)
         _write_jsonl(out / METRICS, history)
-    last_checkpoint = (
-        "there is no checkpoint"
-        if out is None
-        else f"{out / CHECKPOINT} is unchanged (epoch {start}); resume=True continues from it"
-        if start
-        else f"no checkpoint was written to {out}"
-    )
+    last_checkpoint = _kept_checkpoint(out, start)
 
     state = replicate(state, mesh)
     data = replicate(jnp.asarray(train_x), mesh)
@@ -361,7 +364,7 @@ def train_vae(
                 f.write(json.dumps(record) + "\n")
             if epoch % config.checkpoint_every == 0 or epoch == config.num_epochs:
                 save_checkpoint(out / CHECKPOINT, state, metadata={**metadata, "epoch": epoch})
-                last_checkpoint = f"{out / CHECKPOINT} is unchanged (epoch {epoch}); resume=True continues from it"
+                last_checkpoint = _kept_checkpoint(out, epoch)
     return TrainResult(state.params, state, history)
 
 

@@ -8,12 +8,12 @@ The loss of a minibatch :math:`x_{1:B}` is the negated mean bound,
 with :math:`\mathcal L` the objective's bound for one datapoint (:func:`model_bound`),
 vmapped over the batch. Its gradient is the reparameterized (pathwise) gradient.
 
-Every step reports whether its loss and its gradient norm are finite (:attr:`StepInfo.finite`;
-a NaN or Inf gradient entry makes the norm NaN or Inf), so that the caller finds the first
-step of a diverging run. With
-``max_consecutive_skips`` the optimizer is wrapped in :func:`optax.apply_if_finite`, which
-drops an update whose gradient holds NaN or Inf (:attr:`StepInfo.skipped`), unless it is the
-``max_consecutive_skips + 1``-th such update in a row: that one is applied.
+Every step reports whether its loss and its gradient norm are finite
+(:attr:`StepInfo.finite`; a NaN or Inf gradient entry makes the norm NaN or Inf), so that
+the caller finds the first step of a diverging run. With ``max_consecutive_skips`` the
+optimizer is wrapped in :func:`optax.apply_if_finite`, which drops an update whose gradient
+holds NaN or Inf (:attr:`StepInfo.skipped`), unless it is the ``max_consecutive_skips + 1``-th
+such update in a row: that one is applied.
 """
 
 from typing import NamedTuple
