@@ -2,6 +2,7 @@
 reaches a checkpoint; bad data and diverged models are refused; a run killed with SIGKILL, even
 inside a checkpoint write, resumes to the same bytes as an uninterrupted run."""
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -229,7 +230,9 @@ def compile_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("jax-cache")
 
 
-def _start_worker(out_dir: Path, mode: str, cache: Path) -> subprocess.Popen:
+@contextlib.contextmanager
+def _worker(out_dir: Path, mode: str, cache: Path):
+    """The worker process; killed on the way out, whatever happens in the test."""
     repo = Path(__file__).resolve().parents[1]  # this checkout's lvm, not an installed one
     env = dict(
         os.environ,
@@ -237,7 +240,7 @@ def _start_worker(out_dir: Path, mode: str, cache: Path) -> subprocess.Popen:
         JAX_COMPILATION_CACHE_DIR=str(cache),
         JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
     )
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, str(Path(worker.__file__)), str(out_dir), mode],
         env=env,
         stdin=subprocess.PIPE,
@@ -245,6 +248,12 @@ def _start_worker(out_dir: Path, mode: str, cache: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
     )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -264,14 +273,14 @@ def _resume_and_compare(out_dir: Path, num_epochs: int) -> None:
 
 
 def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_bytes(tmp_path, compile_cache):
-    proc = _start_worker(tmp_path, "run", compile_cache)
     checkpoint = tmp_path / "checkpoint.eqx"
-    deadline = time.monotonic() + 300
-    while not checkpoint.exists():  # poll the file, kill the moment it appears
-        assert proc.poll() is None, proc.communicate()[1][-3000:]
-        assert time.monotonic() < deadline, "no checkpoint after 300 s"
-        time.sleep(0.005)
-    _kill(proc)
+    with _worker(tmp_path, "run", compile_cache) as proc:
+        deadline = time.monotonic() + 300
+        while not checkpoint.exists():  # poll the file, kill the moment it appears
+            assert proc.poll() is None, proc.communicate()[1][-3000:]
+            assert time.monotonic() < deadline, "no checkpoint after 300 s"
+            time.sleep(0.005)
+        _kill(proc)
     epoch = read_metadata(checkpoint)[0]["epoch"]  # where the kill landed: 1, or a little later
     assert 1 <= epoch < worker.FOREVER
     _resume_and_compare(tmp_path, epoch + 2)
@@ -280,15 +289,15 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_bytes(tmp_p
 def test_a_kill_between_writing_and_renaming_a_checkpoint_keeps_the_old_one(
     tmp_path, compile_cache
 ):
-    proc = _start_worker(tmp_path, "pause-before-rename", compile_cache)
-    line = proc.stdout.readline()  # blocks until the worker pauses (or dies: then "")
-    assert line.startswith("PAUSED"), proc.communicate()[1][-3000:]
-    tmp = Path(line.split(maxsplit=1)[1].strip())
     checkpoint = tmp_path / "checkpoint.eqx"
-    before = checkpoint.read_bytes()
-    assert tmp.stat().st_size > 0 and read_metadata(tmp)[0]["epoch"] == 2  # fully written
-    assert [r["epoch"] for r in _metrics(tmp_path)] == [1, 2]  # epoch 2 logged, not saved
-    _kill(proc)
+    with _worker(tmp_path, "pause-before-rename", compile_cache) as proc:
+        line = proc.stdout.readline()  # blocks until the worker pauses (or dies: then "")
+        assert line.startswith("PAUSED"), proc.communicate()[1][-3000:]
+        tmp = Path(line.split(maxsplit=1)[1].strip())
+        before = checkpoint.read_bytes()
+        assert tmp.stat().st_size > 0 and read_metadata(tmp)[0]["epoch"] == 2  # fully written
+        assert [r["epoch"] for r in _metrics(tmp_path)] == [1, 2]  # epoch 2 logged, not saved
+        _kill(proc)
     assert checkpoint.read_bytes() == before
     assert read_metadata(checkpoint)[0]["epoch"] == 1
     _resume_and_compare(tmp_path, 3)
