@@ -222,10 +222,16 @@ def test_config_round_trips_through_json():
         objective=lvm.IWAE(5, chunk_size=2),
         eval_objective=lvm.ELBOAnalyticKL(3),
         schedule="iwae",
+        nonfinite="skip",
+        max_consecutive_skips=3,
     )
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        TrainConfig(nonfinite="ignore")
+    with pytest.raises(ValueError, match="max_consecutive_skips must be >= 1"):
+        TrainConfig(max_consecutive_skips=0)
 
 
 def _key_bytes(key) -> bytes:
