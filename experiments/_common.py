@@ -48,6 +48,7 @@ import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 
@@ -60,7 +61,7 @@ import numpy as np  # noqa: E402
 from lvm import ELBO, IWAE  # noqa: E402
 from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist  # noqa: E402
 from lvm.models.vae import VAEConfig  # noqa: E402
-from lvm.train import TrainConfig, train_vae  # noqa: E402
+from lvm.train import TrainConfig, run_keys, train_vae  # noqa: E402
 
 # ================================================================ flags, look, output files
 
@@ -445,6 +446,25 @@ def train_config(name: str, budget: Budget, *, seed: int) -> TrainConfig:
     )
 
 
+class EvalKeys(NamedTuple):
+    """The test-time branches of ``lvm.train.run_keys(seed).test``, one per consumer."""
+
+    log_px: jax.Array
+    elbo: jax.Array
+    prior_samples: jax.Array
+    reconstructions: jax.Array
+    ais: jax.Array
+    ais_vs_is: jax.Array
+
+
+def eval_keys(seed: int) -> EvalKeys:
+    """``split(run_keys(seed).test, 6)``: never a key that training (init, epochs, validation)
+    draws with. ``log_px`` and ``elbo`` are the keys ``lvm.evaluate.evaluate(test, ...)`` splits
+    off (``split(k, 4)[i] == split(k, 2)[i]`` with jax's threefry), so the figures' test
+    numbers are those of ``python -m lvm.train`` with the same seed."""
+    return EvalKeys(*jax.random.split(run_keys(seed).test, 6))
+
+
 def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int) -> Path:
     """``<runs_dir>/<name>-<fingerprint>``: the fingerprint covers all but the epoch settings.
 
@@ -458,6 +478,9 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int) -> P
         if f.name not in epoch_settings
     }
     settings["num_train"] = num_train
+    if config.nonfinite == "raise":
+        # The default policy trains exactly as before these fields existed: same folder.
+        del settings["nonfinite"], settings["max_consecutive_skips"]
     fingerprint = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:10]
     return runs_dir / f"{name}-{fingerprint}"
 

@@ -52,6 +52,7 @@ import numpy as np
 from _common import (
     LABELS,
     Budget,
+    eval_keys,
     load_data,
     parse_args,
     save_figure,
@@ -307,7 +308,8 @@ def main(argv=None) -> dict:
     style()
     data = load_data(config.budget)
     test_x = data.test[: config.num_images]
-    model_keys = jax.random.split(jax.random.key(args.seed), len(config.runs))
+    # A branch of the test key that no training draw and no other figure uses.
+    model_keys = jax.random.split(eval_keys(args.seed).ais_vs_is, len(config.runs))
     results = {}
     for name, key in zip(config.runs, model_keys, strict=True):
         model = trained(name, config.budget, data, seed=args.seed, runs_dir=args.runs_dir).model

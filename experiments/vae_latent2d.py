@@ -34,6 +34,7 @@ import numpy as np
 from _common import (
     LABELS,
     Budget,
+    eval_keys,
     image_grid,
     load_data,
     parse_args,
@@ -120,7 +121,6 @@ def main(argv=None) -> dict:
     config = Config(budget=budget)
     style()
     data = load_data(budget)
-    eval_key = jax.random.key(args.seed)
     result = trained(RUN, budget, data, seed=args.seed, runs_dir=args.runs_dir)
     model = result.model
 
@@ -132,7 +132,7 @@ def main(argv=None) -> dict:
 
     means, stds = map(np.asarray, encode_means(model, data.test))
     ink = data.test.sum(axis=1)
-    test_elbo = bound(eval_key, model, data.test, ELBO(1))
+    test_elbo = bound(eval_keys(args.seed).elbo, model, data.test, ELBO(1))
     correlations = [float(np.corrcoef(ink, means[:, j])[0, 1]) for j in range(2)]
 
     fig = plot(manifold, z_axis, means, ink, config)

@@ -34,6 +34,7 @@ import numpy as np
 from _common import (
     LABELS,
     Budget,
+    eval_keys,
     image_grid,
     load_data,
     parse_args,
@@ -110,12 +111,11 @@ def main(argv=None) -> dict:
     config = Config(budget=budget)
     style()
     data = load_data(budget)
-    root = jax.random.key(args.seed)
-    sample_key, pick_key = jax.random.split(root)
+    keys = eval_keys(args.seed)  # not the keys the models were trained with
     picks = np.sort(
         np.asarray(
             jax.random.choice(
-                pick_key, len(data.test), (config.num_reconstructions,), replace=False
+                keys.reconstructions, len(data.test), (config.num_reconstructions,), replace=False
             )
         )
     )
@@ -125,7 +125,9 @@ def main(argv=None) -> dict:
         result = trained(name, budget, data, seed=args.seed, runs_dir=args.runs_dir)
         model = result.model
         epochs[name] = len(result.history)
-        samples[name] = np.asarray(prior_means(model, sample_key, num_samples=config.num_samples))
+        samples[name] = np.asarray(
+            prior_means(model, keys.prior_samples, num_samples=config.num_samples)
+        )
         recons[name] = np.asarray(reconstruct(model, jnp.asarray(inputs))[0])
         recon_log_lik[name] = float(np.mean(reconstruction_log_lik(model, jnp.asarray(data.test))))
     fig = plot(samples, inputs, recons, config)

@@ -47,6 +47,17 @@ def check_finite(x, name: str = "x"):
     return x
 
 
+def check_finite_tree(tree, name: str, hint: str = "") -> None:
+    """Raise ``ValueError`` naming the first floating-point leaf of ``tree`` that holds NaN or Inf.
+
+    Checked on the host (concrete arrays only): for parameters before they are saved or
+    evaluated, e.g. ``check_finite_tree(model, "model")``.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if eqx.is_inexact_array(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+            raise ValueError(f"{name}{jax.tree_util.keystr(path)} contains NaN or Inf{hint}")
+
+
 def check_data(
     x,
     *,

@@ -25,11 +25,13 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
-from lvm._checks import check_data, check_positive_int
+from lvm._checks import check_data, check_finite_tree, check_positive_int
 from lvm.estimators import AIS, ELBO, IWAE
 from lvm.estimators.objectives import Objective, model_bound
 from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate
 from lvm.types import Key
+
+_DIVERGED = ": it cannot be evaluated (was it saved from a diverged training run?)"
 
 
 def _pad_batches(x: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,6 +71,7 @@ def bound(
     batch_size = check_positive_int(batch_size, "batch_size")
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(batch_size, mesh)
+    check_finite_tree(model, "model", _DIVERGED)
     x = check_data(x, data_dim=model.config.data_dim, unit_interval=True)
     batches, index = _pad_batches(x.astype(np.float32), batch_size)
     model = replicate(model, mesh)
@@ -165,6 +168,7 @@ def active_units(
 
     Returns the count and the per-unit variances :math:`A_u` (shape ``(latent_dim,)``).
     """
+    check_finite_tree(model, "model", _DIVERGED)
     x = check_data(x, data_dim=model.config.data_dim, unit_interval=True).astype(np.float32)
     means = np.concatenate(
         [

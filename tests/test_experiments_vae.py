@@ -11,7 +11,8 @@ import math
 import sys
 from pathlib import Path
 
-import pytest
+import numpy as np
+import scipy.stats
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = sorted(path.stem for path in EXPERIMENTS.glob("vae_*.py"))
@@ -65,22 +66,36 @@ def test_loglik_table_quick(tmp_path):
     rows = results["rows"]
     assert list(rows) == ["vae_k1", "vae_k5", "vae_k50", "iwae_k5", "iwae_k50"]
     latent_dim = results["config"]["budget"]["latent_dim"]
-    for row in rows.values():
-        # Binary images: p(x) <= 1; the paired difference is the difference of the means.
+    per_image = {name: np.asarray(v) for name, v in results["log_px_per_image"].items()}
+    for name, row in rows.items():
+        # Binary images: p(x) <= 1.
         assert row["log_px"] < 0.0 and row["elbo"] < 0.0
         assert 0 <= row["active_units"] <= latent_dim
-        assert row["log_px_minus_vae_k1"] == pytest.approx(
-            row["log_px"] - rows["vae_k1"]["log_px"], abs=1e-6
+        assert per_image[name].shape == (results["num_test_images"],)
+        np.testing.assert_allclose(row["log_px"], per_image[name].mean(), rtol=1e-12)
+        np.testing.assert_allclose(row["log_px_sem"], scipy.stats.sem(per_image[name]), rtol=1e-9)
+        if name == "vae_k1":
+            continue
+        # The paired difference, recomputed by scipy's paired t-test: t = mean(d) / sem(d).
+        paired = scipy.stats.ttest_rel(per_image[name], per_image["vae_k1"])
+        diff, diff_sem = row["log_px_minus_vae_k1"], row["log_px_minus_vae_k1_sem"]
+        np.testing.assert_allclose(diff / diff_sem, paired.statistic, rtol=1e-9)
+        np.testing.assert_allclose(
+            diff, np.mean(per_image[name]) - np.mean(per_image["vae_k1"]), atol=1e-9
         )
     table = (tmp_path / "vae_loglik_table.md").read_text()
     assert "-84.78" in table and "static binarization" in table
     # The AIS column and IS on the same images: the paired difference is their difference.
     assert "AIS T=10" in table and results["ais_num_images"] == 10
-    for row in rows.values():
-        assert row["ais_log_px"] < 0.0
-        assert row["ais_minus_is"] == pytest.approx(
-            row["ais_log_px"] - row["is_subset_log_px"], abs=1e-6
+    for name, row in rows.items():
+        ais = np.asarray(results["ais_log_px_per_image"][name])
+        same_images = per_image[name][: len(ais)]
+        assert row["ais_log_px"] < 0.0 and ais.shape == (10,)
+        paired = scipy.stats.ttest_rel(ais, same_images)
+        np.testing.assert_allclose(
+            row["ais_minus_is"] / row["ais_minus_is_sem"], paired.statistic, rtol=1e-9
         )
+        np.testing.assert_allclose(row["is_subset_log_px"], same_images.mean(), rtol=1e-12)
 
 
 def test_curves_and_samples_share_runs(tmp_path):
@@ -115,6 +130,7 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
         replace(base, objective=common.RUNS["vae_k50"]),
         replace(base, schedule="iwae"),
         replace(base, model=replace(base.model, latent_dim=2)),
+        replace(base, nonfinite="skip"),
     ]
     for config in others:
         assert common.run_dir(tmp_path, "iwae_k50", config, 50_000) != same

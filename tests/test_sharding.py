@@ -1,4 +1,5 @@
-"""Data parallelism: on 4 forced host CPU devices the sharded step, epoch and evaluator equal one device.
+"""Data parallelism: on 4 forced host CPU devices the sharded step, epoch and evaluator equal one
+device; 2 processes joined by JAX's distributed runtime train one epoch as one process does.
 
 ``--xla_force_host_platform_device_count`` must be set before jax is imported, so the
 check runs in a fresh Python process and reports JSON back.
@@ -9,6 +10,9 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
+
+import numpy as np
 
 SCRIPT = textwrap.dedent(
     """
@@ -94,3 +98,37 @@ def test_sharded_step_epoch_and_evaluator_equal_one_device():
     assert result["epoch_bounds_max_diff"] < 1e-3
     assert result["eval_max_diff"] < 1e-4
     assert "divisible by the number of devices 4" in result["indivisible_error"]
+
+
+def test_two_processes_reproduce_the_one_process_epoch(tmp_path):
+    """``examples/multiprocess_epoch.py`` in 2 processes joined by JAX's distributed runtime
+    (localhost, gloo): each feeds only its half of every minibatch. Their replicated parameters
+    are byte-identical to each other and equal, up to float32 round-off, to process 0's rerun of
+    the same 6 steps alone on one device with the whole minibatches.
+
+    Why not bytes: the all-reduce adds the two halves' gradient sums, one device sums all 20
+    rows in one pass; float addition is not associative, so gradients differ by about 1e-7
+    relative, and parameters after 6 Adam steps by about 1e-7 (measured 1.2e-7). The tolerance
+    bounds what that can grow to: Adam (eps 1e-4) turns a gradient error dg into an update
+    error of at most lr * dg / eps = 1e-2 * 1e-7 / 1e-4 = 1e-5 per step. A real fault (a process
+    training on its half only, a sum instead of a mean) moves parameters by ~lr = 1e-2 per step.
+    """
+    sys.path.insert(0, str(Path(__file__).parent))
+    from _multiprocess import REPO, run_processes
+
+    outputs = run_processes(REPO / "examples" / "multiprocess_epoch.py", str(tmp_path))
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out in outputs]
+    assert [s["process"] for s in summaries] == [0, 1]
+    assert all(s["devices"] == 2 and s["processes"] == 2 for s in summaries)
+
+    def load(name):
+        with np.load(tmp_path / f"{name}.npz") as f:
+            return [f[key] for key in sorted(f.files, key=lambda k: int(k.split("_")[1]))]
+
+    p0, p1, one = load("params-P2-p0"), load("params-P2-p1"), load("params-reference")
+    assert len(p0) == len(one) == 8  # 2 + 2 linear layers, weight and bias each
+    for a, b, ref in zip(p0, p1, one, strict=True):
+        assert a.tobytes() == b.tobytes()
+        np.testing.assert_allclose(a, ref, rtol=0, atol=6 * 1e-5)
+    # Training moved the parameters far beyond the tolerance, so the comparison can fail.
+    assert summaries[0]["max_abs_change_in_training"] > 1e-2

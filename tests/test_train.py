@@ -20,6 +20,7 @@ from lvm.train import (
     load_model,
     make_train_epoch,
     make_train_step,
+    run_keys,
     save_checkpoint,
     train_vae,
 )
@@ -221,10 +222,34 @@ def test_config_round_trips_through_json():
         objective=lvm.IWAE(5, chunk_size=2),
         eval_objective=lvm.ELBOAnalyticKL(3),
         schedule="iwae",
+        nonfinite="skip",
+        max_consecutive_skips=3,
     )
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError, match="schedule"):
         TrainConfig(schedule="cosine")
+    with pytest.raises(ValueError, match="nonfinite must be one of"):
+        TrainConfig(nonfinite="ignore")
+    with pytest.raises(ValueError, match="max_consecutive_skips must be >= 1"):
+        TrainConfig(max_consecutive_skips=0)
+
+
+def _key_bytes(key) -> bytes:
+    return np.asarray(jax.random.key_data(key)).tobytes()
+
+
+def test_every_consumer_of_randomness_has_its_own_key():
+    """With jax's threefry ``fold_in(key, i) == split(key, n)[i]``, so a key folded with i and
+    a key split off as the i-th are the same draw. Training (init, epochs, their permutation
+    and step keys), validation and the test-set evaluation must never share one."""
+    keys, root = run_keys(0), jax.random.key(0)
+    # The identity behind the old bug: the command line evaluated with fold_in(root, 1).
+    assert _key_bytes(jax.random.fold_in(root, 1)) == _key_bytes(keys.train)
+    epochs = [jax.random.fold_in(keys.train, e) for e in range(1, 101)]
+    training = [keys.init, keys.train, *epochs, *(k for e in epochs for k in jax.random.split(e))]
+    evaluation = [keys.validation, keys.test, *jax.random.split(keys.test)]
+    every = [root, *training, *evaluation]
+    assert len({_key_bytes(k) for k in every}) == len(every)
 
 
 def test_command_line_trains_resumes_and_evaluates(images, tmp_path, monkeypatch):
@@ -236,6 +261,10 @@ def test_command_line_trains_resumes_and_evaluates(images, tmp_path, monkeypatch
         "load_binarized_mnist",
         lambda **kw: BinarizedMNIST(images[:200], images[200:300], images[300:350]),
     )
+    evaluate, eval_keys = cli.evaluate, []
+    monkeypatch.setattr(
+        cli, "evaluate", lambda key, *a, **kw: eval_keys.append(key) or evaluate(key, *a, **kw)
+    )
     args = ["--objective", "iwae", "--num-samples", "2", "--latent-dim", "2", "--hidden-sizes", "8"]
     args += ["--eval-num-samples", "20", "--out-dir", str(tmp_path)]
     first = cli.main([*args, "--epochs", "1"])
@@ -244,6 +273,8 @@ def test_command_line_trains_resumes_and_evaluates(images, tmp_path, monkeypatch
     saved = json.loads((tmp_path / "eval.json").read_text())
     assert saved["num_images"] == 50 and saved["log_px"] >= saved["elbo"]
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
+    # The test set is evaluated with the run's own test key, not a training key.
+    assert [_key_bytes(k) for k in eval_keys] == [_key_bytes(run_keys(0).test)] * 2
 
 
 def test_command_line_evaluates_by_ais(images, tmp_path, monkeypatch):

@@ -84,25 +84,29 @@ def test_iwae_bound_is_above_the_elbo_on_the_same_particles(model, data):
 
 
 def test_iwae_bound_is_non_decreasing_in_k(model, data):
-    """L_1 <= L_5 <= L_50 in expectation. Each replicate draws 50 log-weights per datapoint;
-    L_k uses the first k of them. Compare replicate means within 3 standard errors."""
-    reps, x = 200, data[:10]
+    """E[L_1] <= E[L_5] <= E[L_50] (Burda et al., 2016, Theorem 1), for ``lvm.iwae_bound``
+    itself. Its particle i is drawn with ``fold_in(key, i)``, so with one key L_1, L_5 and L_50
+    share their first particles: the differences within a replicate are paired. The increase
+    is strict here, q(z|x) of this untrained model being far from p(z|x): seed 0 gives
+    +0.31 and +0.27 nats (19 and 17 standard errors), so require more than 3 standard errors;
+    a k-sample ELBO in place of L_k would not increase at all."""
+    reps, x, ks = 200, data[:10], (1, 5, 50)
 
     @jax.jit
-    def log_w(model, keys):
+    def bounds(model, keys):
         def per_x(kk, xi):
-            return lvm.log_weights(kk, model.log_joint, model.encode(xi), xi, num_samples=50)
+            q = model.encode(xi)
+            return jnp.stack(
+                [lvm.iwae_bound(kk, model.log_joint, q, xi, num_samples=k) for k in ks]
+            )
 
         return jax.vmap(lambda kk: jax.vmap(per_x)(jax.random.split(kk, 10), x))(keys)
 
-    lw = log_w(model, jax.random.split(jax.random.key(1), reps))  # (reps, 10, 50)
-    bounds = {k: jnp.mean(lvm.log_mean_exp(lw[..., :k], axis=-1), axis=1) for k in (1, 5, 50)}
-    means = {k: float(jnp.mean(v)) for k, v in bounds.items()}
-    for lo, hi in ((1, 5), (5, 50)):
-        diff = bounds[hi] - bounds[lo]  # paired: same replicate, nested particles
+    per_rep = jnp.mean(bounds(model, jax.random.split(jax.random.key(1), reps)), axis=1)
+    for lo, hi in ((0, 1), (1, 2)):
+        diff = per_rep[:, hi] - per_rep[:, lo]
         se = float(jnp.std(diff)) / np.sqrt(reps)
-        assert float(jnp.mean(diff)) > -3.0 * se, means
-    assert means[50] > means[1]
+        assert float(jnp.mean(diff)) > 3.0 * se, (ks[lo], ks[hi], float(jnp.mean(diff)), se)
 
 
 def test_analytic_kl_elbo_matches_the_monte_carlo_elbo(model, data):

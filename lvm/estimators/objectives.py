@@ -14,10 +14,15 @@ arguments): :class:`ELBO`, :class:`IWAE` and :class:`ELBOAnalyticKL`. A plain fu
 :func:`model_bound` is where an amortized model meets an objective: it hands the
 objective the model's :class:`lvm.Joint` and its encoder's q(z|x).
 :func:`objective_to_dict` / :func:`objective_from_dict` describe an objective as JSON,
-for configs and checkpoints.
+for configs and checkpoints: a dataclass by its class and fields, a function (or a
+``functools.partial`` of one) by its importable ``module:qualname``.
 """
 
-from dataclasses import asdict, dataclass
+import dataclasses
+import functools
+import importlib
+import json
+from dataclasses import dataclass
 
 from lvm._checks import check_positive_int
 from lvm.estimators.elbo import elbo, elbo_analytic_kl
@@ -86,16 +91,94 @@ def model_bound(objective: Objective, key: Key, model, x: Datum) -> Scalar:
 
 
 def objective_to_dict(objective: Objective) -> dict:
-    """A JSON-ready description, e.g. ``{"type": "IWAE", "num_samples": 5, "chunk_size": None}``."""
-    if type(objective).__name__ not in OBJECTIVES or not hasattr(objective, "__dataclass_fields__"):
-        raise TypeError(f"cannot describe objective {objective!r} as JSON")
-    return {"type": type(objective).__name__, **asdict(objective)}
+    """A JSON-ready description of ``objective``, from which :func:`objective_from_dict` rebuilds it.
+
+    * a dataclass: its class and fields, ``{"type": "IWAE", "num_samples": 5, "chunk_size":
+      None}`` (the library's by their name, any other as ``"module:QualName"``);
+    * a function, by its qualified name, ``{"function": "mypkg.bounds:renyi_bound"}``;
+    * a :func:`functools.partial` of one, with its arguments:
+      ``{"function": ..., "args": [...], "keywords": {"alpha": 0.5}}``.
+
+    A lambda, a function defined inside another, or anything else that cannot be imported
+    again by its name raises ``TypeError``, as do arguments that are not JSON values. (A
+    function of a script run as ``python script.py`` is ``__main__:name``: only that script
+    can read it back.)
+    """
+    if dataclasses.is_dataclass(objective) and not isinstance(objective, type):
+        cls = type(objective)
+        name = cls.__name__ if OBJECTIVES.get(cls.__name__) is cls else _import_name(cls)
+        fields = {f.name: getattr(objective, f.name) for f in dataclasses.fields(objective)}
+        return _json_ready({"type": name, **fields}, objective)
+    if isinstance(objective, functools.partial):
+        spec = {"function": _import_name(objective.func)}
+        if objective.args:
+            spec["args"] = list(objective.args)
+        if objective.keywords:
+            spec["keywords"] = dict(objective.keywords)
+        return _json_ready(spec, objective)
+    if callable(objective) and not isinstance(objective, type):
+        return {"function": _import_name(objective)}
+    raise TypeError(f"cannot describe objective {objective!r} as JSON: it is not callable")
 
 
 def objective_from_dict(spec: dict) -> Objective:
-    """Inverse of :func:`objective_to_dict`."""
+    """Inverse of :func:`objective_to_dict` (imports a user's module where the spec names one)."""
     spec = dict(spec)
+    if "function" in spec:
+        function = _resolve(spec.pop("function"))
+        args, keywords = spec.pop("args", []), spec.pop("keywords", {})
+        if spec:
+            raise ValueError(f"unknown keys {sorted(spec)} in objective spec")
+        return functools.partial(function, *args, **keywords) if args or keywords else function
     name = spec.pop("type")
+    if ":" in name:
+        return _resolve(name)(**spec)
     if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective type {name!r}; known: {sorted(OBJECTIVES)}")
+        raise ValueError(
+            f"unknown objective type {name!r}; known: {sorted(OBJECTIVES)}, or 'module:QualName'"
+        )
     return OBJECTIVES[name](**spec)
+
+
+def _import_name(obj) -> str:
+    """``"module:qualname"`` of a module-level function or class, checked to import back to ``obj``."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    if module is None or qualname is None:
+        raise TypeError(f"cannot describe objective {obj!r} as JSON: it has no qualified name")
+    name = f"{module}:{qualname}"
+    if "<lambda>" in qualname or "<locals>" in qualname:
+        raise TypeError(
+            f"cannot describe objective {name} as JSON: a lambda or a function defined inside "
+            "another cannot be imported again when a run is resumed or a checkpoint loaded; "
+            "define it at the top level of a module"
+        )
+    try:
+        found = _resolve(name)
+    except (ImportError, AttributeError) as err:
+        raise TypeError(f"cannot describe objective {name} as JSON: {err}") from err
+    if found is not obj:
+        raise TypeError(
+            f"cannot describe objective {name} as JSON: that name imports another object"
+        )
+    return name
+
+
+def _resolve(name: str):
+    """The object named ``"module:qualname"``."""
+    module, sep, qualname = name.partition(":")
+    if not sep or not module or not qualname:
+        raise ValueError(f"expected 'module:qualname', got {name!r}")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _json_ready(spec: dict, objective) -> dict:
+    try:
+        json.dumps(spec, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"cannot describe objective {objective!r} as JSON: its arguments are not JSON values ({err})"
+        ) from err
+    return spec

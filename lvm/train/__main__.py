@@ -5,28 +5,39 @@
 Writes ``<out-dir>/checkpoint.eqx``, ``metrics.jsonl``, ``config.json`` and, unless
 ``--eval-num-samples 0``, ``eval.json`` (test log p(x) by importance sampling, or with
 ``--eval-method ais --ais-steps T`` by annealed importance sampling from q(z|x); test
-ELBO, active units). ``--schedule iwae --epochs 3280`` is the IWAE paper's full budget.
+ELBO, active units), evaluated with the run's own ``test`` key (:func:`lvm.train.run_keys`).
+``--schedule iwae --epochs 3280`` is the IWAE paper's full budget. ``--objective`` is one
+of the library's (``elbo``, ``iwae``, ``elbo-kl``, with ``--num-samples``) or any importable
+function with the estimator signature, ``--objective mypkg.mymodule:my_bound``.
+
+Training that meets a NaN or Inf loss or gradient stops with a message naming the epoch
+and the step, and exits with status 1 (``--nonfinite skip`` skips such updates instead);
+so does a checkpoint that cannot be resumed.
 """
 
 import argparse
 import json
 from pathlib import Path
 
-import jax
-
 from lvm.data.mnist import load_binarized_mnist
 from lvm.estimators import ELBO, IWAE, ELBOAnalyticKL
+from lvm.estimators.objectives import objective_from_dict
 from lvm.evaluate import evaluate
 from lvm.models.vae import VAEConfig
-from lvm.train.loop import TrainConfig, train_vae
+from lvm.train.checkpoint import CheckpointError
+from lvm.train.loop import NonFiniteError, TrainConfig, run_keys, train_vae
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE, "elbo-kl": ELBOAnalyticKL}
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lvm.train", description=__doc__.splitlines()[0])
-    p.add_argument("--objective", choices=sorted(OBJECTIVES), default="elbo")
-    p.add_argument("--num-samples", type=int, default=1, help="k of the objective")
+    p.add_argument(
+        "--objective",
+        default="elbo",
+        help=f"one of {sorted(OBJECTIVES)}, or module:function for your own bound",
+    )
+    p.add_argument("--num-samples", type=int, default=None, help="k of the objective (default 1)")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--schedule", choices=("constant", "iwae"), default="constant")
     p.add_argument("--learning-rate", type=float, default=1e-3)
@@ -35,6 +46,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--hidden-sizes", type=int, nargs="+", default=[200, 200])
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-every", type=int, default=5)
+    p.add_argument(
+        "--nonfinite",
+        choices=("raise", "skip"),
+        default="raise",
+        help="on a NaN/Inf loss or gradient: stop with an error, or skip the update",
+    )
     p.add_argument(
         "--eval-num-samples", type=int, default=5000, help="k for test log p(x); 0: skip"
     )
@@ -54,27 +71,49 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _objective(name: str, num_samples: int | None):
+    if name in OBJECTIVES:
+        return OBJECTIVES[name](num_samples=1 if num_samples is None else num_samples)
+    if ":" not in name:
+        raise SystemExit(
+            f"--objective must be one of {sorted(OBJECTIVES)} or module:function, got {name!r}"
+        )
+    if num_samples is not None:
+        raise SystemExit("--num-samples applies to the library's objectives only")
+    try:
+        return objective_from_dict({"function": name})
+    except (ImportError, AttributeError, ValueError) as err:
+        raise SystemExit(f"--objective {name}: cannot import it ({err})") from err
+
+
 def main(argv=None) -> dict:
     args = parse_args(argv)
     config = TrainConfig(
         model=VAEConfig(latent_dim=args.latent_dim, hidden_sizes=tuple(args.hidden_sizes)),
-        objective=OBJECTIVES[args.objective](num_samples=args.num_samples),
+        objective=_objective(args.objective, args.num_samples),
         num_epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
         schedule=args.schedule,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
+        nonfinite=args.nonfinite,
     )
     data = load_binarized_mnist(manual_dir=args.manual_dir, data_dir=args.data_dir)
-    result = train_vae(
-        config, data.train, validation_x=data.validation, out_dir=args.out_dir, resume=args.resume
-    )
+    try:
+        result = train_vae(
+            config,
+            data.train,
+            validation_x=data.validation,
+            out_dir=args.out_dir,
+            resume=args.resume,
+        )
+    except (NonFiniteError, CheckpointError) as err:
+        raise SystemExit(f"python -m lvm.train: {type(err).__name__}: {err}") from err
     summary = {"config": config.to_dict(), "final": result.history[-1] if result.history else None}
     if args.eval_num_samples:
-        eval_key = jax.random.fold_in(jax.random.key(args.seed), 1)
         test = evaluate(
-            eval_key,
+            run_keys(args.seed).test,
             result.model,
             data.test,
             method=args.eval_method,

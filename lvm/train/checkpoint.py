@@ -6,6 +6,11 @@ the training config, the epoch), then the payload, :func:`equinox.tree_serialise
 the whole :class:`~lvm.train.step.TrainState`. A truncated or altered file fails the length
 or hash check; a state of another architecture fails the structure check. Both raise
 :class:`CheckpointError` with the path and the reason.
+
+Writing is atomic: the bytes go to a temporary file beside ``path``, which is flushed to
+disk and then renamed over ``path``. A process killed at any moment leaves either the old
+checkpoint or the new one, never a mix (at worst a stray ``.checkpoint.eqx.tmp<pid>``).
+A state holding NaN or Inf is refused: a diverged run never replaces a good checkpoint.
 """
 
 import hashlib
@@ -17,6 +22,8 @@ from pathlib import Path
 
 import equinox as eqx
 
+from lvm._checks import check_finite_tree
+
 MAGIC = b"LVMCKPT\n"
 FORMAT_VERSION = 1
 
@@ -26,8 +33,13 @@ class CheckpointError(ValueError):
 
 
 def save_checkpoint(path: str | os.PathLike, state, *, metadata: dict) -> None:
-    """Write ``state`` and JSON-ready ``metadata`` to ``path`` atomically (temp file, fsync, rename)."""
+    """Write ``state`` and JSON-ready ``metadata`` to ``path`` atomically (temp file, fsync, rename).
+
+    Raises ``ValueError`` (and leaves ``path`` as it was) if a floating leaf of ``state``
+    holds NaN or Inf.
+    """
     path = Path(path)
+    check_finite_tree(state, f"refusing to write {path}: the state")
     buffer = io.BytesIO()
     eqx.tree_serialise_leaves(buffer, state)
     payload = buffer.getvalue()
@@ -40,11 +52,15 @@ def save_checkpoint(path: str | os.PathLike, state, *, metadata: dict) -> None:
     header_bytes = json.dumps(header, sort_keys=True).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(MAGIC + struct.pack("<Q", len(header_bytes)) + header_bytes + payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)

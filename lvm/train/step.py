@@ -7,6 +7,13 @@ The loss of a minibatch :math:`x_{1:B}` is the negated mean bound,
 
 with :math:`\mathcal L` the objective's bound for one datapoint (:func:`model_bound`),
 vmapped over the batch. Its gradient is the reparameterized (pathwise) gradient.
+
+Every step reports whether its loss and its gradient norm are finite
+(:attr:`StepInfo.finite`; a NaN or Inf gradient entry makes the norm NaN or Inf), so that
+the caller finds the first step of a diverging run. With ``max_consecutive_skips`` the
+optimizer is wrapped in :func:`optax.apply_if_finite`, which drops an update whose gradient
+holds NaN or Inf (:attr:`StepInfo.skipped`), unless it is the ``max_consecutive_skips + 1``-th
+such update in a row: that one is applied.
 """
 
 from typing import NamedTuple
@@ -16,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
-from jaxtyping import Array, Float, Int
+from jaxtyping import Array, Bool, Float, Int
 
 from lvm._checks import check_floating, check_positive_int
 from lvm.estimators.objectives import Objective, model_bound
@@ -33,11 +40,19 @@ class TrainState(NamedTuple):
 
 
 class StepInfo(NamedTuple):
-    """Diagnostics of one step (stacked along a leading axis by an epoch)."""
+    """Diagnostics of one step (stacked along a leading axis by an epoch).
+
+    ``finite``: the loss and the gradient norm are finite (so every gradient entry is).
+    ``skipped``: the update was not applied (only with ``max_consecutive_skips``; then a
+    step that is neither finite nor skipped is one that :func:`optax.apply_if_finite` gave
+    up on).
+    """
 
     loss: Scalar
     bound: Scalar
     grad_norm: Scalar
+    finite: Bool[Array, ""]
+    skipped: Bool[Array, ""]
 
 
 def batch_bound(
@@ -54,14 +69,20 @@ def make_train_step(
     optimizer: optax.GradientTransformation,
     *,
     mesh: Mesh | None = None,
+    max_consecutive_skips: int | None = None,
 ):
     """Build the pure pair ``init(model) -> TrainState`` and ``step(key, state, batch) -> (TrainState, StepInfo)``.
 
     ``step`` is not jitted: wrap it in :func:`equinox.filter_jit` once (or call it inside
     :func:`make_train_epoch`). The batch is split over ``mesh`` (default: all devices);
-    ``init`` replicates the state over the same mesh.
+    ``init`` replicates the state over the same mesh. ``max_consecutive_skips``: skip
+    updates with a non-finite gradient, up to that many in a row
+    (``optax.apply_if_finite(optimizer, max_consecutive_skips)``); None: apply every update.
     """
     mesh = make_mesh() if mesh is None else mesh
+    if max_consecutive_skips is not None:
+        max_consecutive_skips = check_positive_int(max_consecutive_skips, "max_consecutive_skips")
+        optimizer = optax.apply_if_finite(optimizer, max_consecutive_skips)
 
     def loss_fn(model, key, batch):
         bound = batch_bound(objective, key, model, batch)
@@ -84,7 +105,15 @@ def make_train_step(
         params = eqx.filter(state.params, eqx.is_inexact_array)
         updates, opt_state = optimizer.update(grads, state.opt_state, params)
         model = eqx.apply_updates(state.params, updates)
-        info = StepInfo(loss, bound, optax.tree.norm(grads))
+        grad_norm = optax.tree.norm(grads)
+        # A NaN or Inf entry makes the norm NaN or Inf; so does a norm past float's range
+        # (entries ~1e19), as much a divergence. Free: the norm is computed for Info anyway.
+        finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+        if max_consecutive_skips is None:
+            skipped = jnp.zeros((), bool)
+        else:  # rejected: non-finite, and not yet more than max_consecutive_skips in a row
+            skipped = ~opt_state.last_finite & (opt_state.notfinite_count <= max_consecutive_skips)
+        info = StepInfo(loss, bound, grad_norm, finite, skipped)
         return TrainState(model, opt_state, state.step + 1), info
 
     return init, step
@@ -96,18 +125,24 @@ def make_train_epoch(
     *,
     batch_size: int = 100,
     mesh: Mesh | None = None,
+    max_consecutive_skips: int | None = None,
 ):
     """Build ``init`` and a jitted ``epoch(key, state, data) -> (TrainState, StepInfo)``.
 
     One epoch shuffles ``data`` (N, D) with ``key``, drops the last ``N mod batch_size``
-    images, and runs every minibatch step inside one ``lax.scan``; the returned
-    :class:`StepInfo` fields have shape ``(N // batch_size,)``. ``data`` should already be
-    a device array (replicated over ``mesh``) so that it is not copied every epoch.
+    images, and runs every minibatch step inside one ``lax.scan``: with
+    ``perm_key, step_key = split(key)`` and ``order = permutation(perm_key, N)``, step j
+    trains on rows ``order[j B : (j + 1) B]`` with key ``split(step_key, N // B)[j]``. The
+    returned :class:`StepInfo` fields have shape ``(N // batch_size,)``. ``data`` should
+    already be a device array (replicated over ``mesh``) so that it is not copied every
+    epoch. ``max_consecutive_skips``: as in :func:`make_train_step`.
     """
     batch_size = check_positive_int(batch_size, "batch_size")
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(batch_size, mesh)
-    init, step = make_train_step(objective, optimizer, mesh=mesh)
+    init, step = make_train_step(
+        objective, optimizer, mesh=mesh, max_consecutive_skips=max_consecutive_skips
+    )
 
     @eqx.filter_jit
     def epoch(key: Key, state: TrainState, data: Float[Array, "n dim"]):
