@@ -26,10 +26,12 @@ from lvm.estimators import (
     elbo_decomposition,
     importance_sampling,
     iwae_bound,
+    jackknife_iwae,
     log_weight,
     log_weights,
     model_bound,
     naive_monte_carlo,
+    sumo,
 )
 from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
 
@@ -52,6 +54,7 @@ __all__ = [
     "elbo_decomposition",
     "importance_sampling",
     "iwae_bound",
+    "jackknife_iwae",
     "kl_divergence",
     "log_mean_exp",
     "log_weight",
@@ -60,4 +63,5 @@ __all__ = [
     "naive_monte_carlo",
     "particle_log_mean_exp",
     "sample_n",
+    "sumo",
 ]
