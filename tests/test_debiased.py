@@ -176,7 +176,6 @@ def test_jackknife_bias_falls_faster_than_iwae(model, x, proposal):
     assert np.all(np.abs(bias["jackknife"]) < np.abs(bias["iwae"]) / 10)
     slope_iwae, slope_iwae_se = _log_log_slope(ks, bias["iwae"], se["iwae"])
     slope_jack, slope_jack_se = _log_log_slope(ks, bias["jackknife"], se["jackknife"])
-    print("bias", bias, "se", se, "slopes", slope_iwae, slope_iwae_se, slope_jack, slope_jack_se)
     assert slope_jack + 3 * slope_jack_se <= -1.7, (slope_jack, slope_jack_se)
     # IWAE: the k^-2 term moves the local slope from -1 by 2 |mu_3/3 - 3 mu_2^2/4| / (mu_2 k)
     # = 0.03 at k = 16 (delta method), so -1 +- 0.05 plus 3 s.e.
