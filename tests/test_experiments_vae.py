@@ -63,7 +63,20 @@ def test_loglik_table_quick(tmp_path):
     results = _run_quick("vae_loglik_table", tmp_path)
     _assert_finite(results)
     rows = results["rows"]
-    assert list(rows) == ["vae_k1", "vae_k5", "vae_k50", "iwae_k5", "iwae_k50"]
+    assert list(rows) == [
+        "vae_k1",
+        "vae_k5",
+        "vae_k50",
+        "iwae_k5",
+        "iwae_k50",
+        "iwae_k5_dreg",
+        "iwae_k50_dreg",
+    ]
+    for name, base in (("iwae_k5_dreg", "iwae_k5"), ("iwae_k50_dreg", "iwae_k50")):
+        assert rows[name]["paired_with"] == base
+        assert rows[name]["log_px_minus_paired"] == pytest.approx(
+            rows[name]["log_px"] - rows[base]["log_px"], abs=1e-6
+        )
     latent_dim = results["config"]["budget"]["latent_dim"]
     for row in rows.values():
         # Binary images: p(x) <= 1; the paired difference is the difference of the means.
@@ -74,6 +87,7 @@ def test_loglik_table_quick(tmp_path):
         )
     table = (tmp_path / "vae_loglik_table.md").read_text()
     assert "-84.78" in table and "static binarization" in table
+    assert "IWAE, k=50, DReG − IWAE, k=50" in table
 
 
 def test_curves_and_samples_share_runs(tmp_path):
