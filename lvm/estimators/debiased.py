@@ -8,7 +8,7 @@ The IWAE estimate :math:`\log \hat p_k(x)` is biased low by about :math:`\chi^2/
   is :math:`O(k^{-(m+1)})`; it is not a bound.
 * :func:`sumo`, the Stochastically Unbiased Marginalization Objective (Luo et al., 2020): a
   Russian-roulette sum of IWAE increments with a random number of terms, unbiased for
-  log p(x), with a finite expected number of samples.
+  log p(x) term by term, with a finite expected number of samples but a heavy tail.
 
 Neither calls the model more than the IWAE estimate of the same (expected) size does.
 """
@@ -243,16 +243,21 @@ def sumo(
 
     with m = ``num_samples`` and :math:`P(K \ge j)` from :func:`sumo_survival`. Since
     :math:`\mathbb E[\mathbf 1\{K \ge j\}] = P(K \ge j)`, the expectation is
-    :math:`\mathcal L_m + \sum_{n \ge m} (\mathcal L_{n+1} - \mathcal L_n) = \lim_n \mathcal L_n = \log p(x)`:
-    **unbiased**, at an expected cost of m + :data:`SUMO_EXPECTED_EXTRA_SAMPLES`
-    (:math:`\approx m + 5.08`) weights. Not a bound.
+    :math:`\mathcal L_m + \sum_{n \ge m} (\mathcal L_{n+1} - \mathcal L_n) = \lim_n \mathcal L_n = \log p(x)`
+    term by term: **unbiased** in that sense (but see the tails below), at an expected cost
+    of m + :data:`SUMO_EXPECTED_EXTRA_SAMPLES` (:math:`\approx m + 5.08`) weights. Not a bound.
 
-    Variance: :math:`\Delta_n \approx (w_{n+1}/p(x) - 1)/n` (delta method), so term j adds
-    about :math:`\chi^2/(n^2 P(K \ge j))` to the variance: :math:`\chi^2/j` for the 1/j part
-    (with m = 1), and a geometrically growing amount past j = 80. The rare long runs make the
-    variance grow without bound as more of them are sampled, so the sample standard deviation
-    of SUMO understates its spread for a poor q (large :math:`\chi^2`); a good q keeps the
-    estimates close to log p(x).
+    Tails: :math:`\Delta_n \approx (w_{n+1}/p(x) - 1)/n` (delta method). Past j = 80 the
+    weight :math:`1/P(K \ge j)` of term j grows by 1/0.9 per term while
+    :math:`P(K = j) = 0.1\,P(K \ge j)` shrinks by 0.9, so a run that stops at K = j moves the
+    estimate by about :math:`|\Delta_{m+j-1}|/P(K \ge j)` with probability
+    :math:`0.1\,P(K \ge j)`: the estimates have a tail
+    :math:`P(|\mathrm{SUMO} - \log p(x)| > t) \propto 1/t`, and
+    :math:`\sum_j 0.1\,\mathbb E|\Delta_{m+j-1}|` diverges like :math:`\log j`. Both the
+    variance and :math:`\mathbb E|\mathrm{SUMO}|` are therefore infinite: the identity above
+    holds term by term, but the mean of n estimates converges more slowly than
+    :math:`n^{-1/2}` and its sample standard error understates the error, the more so the
+    larger :math:`\chi^2` (``experiments/estimators_log_bias.py`` shows both regimes).
 
     Streaming: the first m weights are reduced by :func:`lvm.particle_log_mean_exp` (``chunk_size``
     as there); then each of the K further weights is drawn, folded into a running log-sum-exp
