@@ -108,7 +108,7 @@ class Config:
             num_samples=(2, 32),
             num_reps=100,
             budget=self.budget.quick(),
-            mnist_num_samples=(2, 16),
+            mnist_num_samples=(16,),
             mnist_num_reps=16,
             mnist_reps_per_batch=8,
             mnist_params_per_group=2,
@@ -302,6 +302,11 @@ def add_slopes(part: dict, min_k: int) -> None:
     design = np.stack([np.ones(use.sum()), np.log(ks[use])], 1)
     for groups in part["estimators"].values():
         for g in groups.values():
+            g["snr_median"] = np.median(g["snr"], axis=1)
+            g["snr_quartiles"] = np.quantile(g["snr"], [0.25, 0.75], axis=1)
+            if use.sum() < 2:  # one k (the quick MNIST run): no slope
+                g["slope_median"] = None
+                continue
             snr, se = np.asarray(g["snr"]), np.asarray(g["snr_se"])
             slopes = []
             for p in range(snr.shape[1]):
@@ -312,8 +317,6 @@ def add_slopes(part: dict, min_k: int) -> None:
             g["slopes"] = slopes
             g["slope_median"] = float(np.median(slopes))
             g["slope_quartiles"] = np.quantile(slopes, [0.25, 0.75])
-            g["snr_median"] = np.median(snr, axis=1)
-            g["snr_quartiles"] = np.quantile(snr, [0.25, 0.75], axis=1)
 
 
 def plot(results: dict):
@@ -332,13 +335,14 @@ def plot(results: dict):
             for label, groups in res["estimators"].items():
                 g = groups[group]
                 med, (lo, hi) = np.asarray(g["snr_median"]), np.asarray(g["snr_quartiles"])
+                slope = g.get("slope_median")
                 ax.plot(
                     ks,
                     med,
                     "o-",
                     color=COLORS[label],
                     ms=4,
-                    label=f"{label}: slope {g['slope_median']:+.2f}",
+                    label=label if slope is None else f"{label}: slope {slope:+.2f}",
                 )
                 ax.fill_between(ks, lo, hi, color=COLORS[label], alpha=0.15)
             ref = np.asarray(res["estimators"]["IWAE"][group]["snr_median"])[0]
@@ -392,15 +396,14 @@ def main(argv=None) -> dict:
     save_json(args.out_dir, NAME, {**results, "config": config, "seed": args.seed})
     for part in parts:
         for label, groups in results[part]["estimators"].items():
-            print(
-                f"[{part}] {label:9s} "
-                + "  ".join(
-                    f"{group}: slope {groups[group]['slope_median']:+.2f} "
-                    f"(IQR {groups[group]['slope_quartiles'][0]:+.2f}..{groups[group]['slope_quartiles'][1]:+.2f}), "
-                    f"SNR {groups[group]['snr_median'][0]:.3g} -> {groups[group]['snr_median'][-1]:.3g}"
-                    for group in ("encoder", "decoder")
-                )
-            )
+            text = []
+            for group, g in groups.items():
+                slope = g["slope_median"]
+                if slope is not None:
+                    low, high = g["slope_quartiles"]
+                    text.append(f"{group}: slope {slope:+.2f} (IQR {low:+.2f}..{high:+.2f}),")
+                text.append(f"SNR {g['snr_median'][0]:.3g} -> {g['snr_median'][-1]:.3g}")
+            print(f"[{part}] {label:9s} " + " ".join(text))
         print(f"[{part}] {results[part]['seconds']:.0f} s")
     return results
 
