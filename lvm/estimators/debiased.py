@@ -32,7 +32,8 @@ def jackknife_coefficients(num_samples: int, order: int) -> list[float]:
 
     .. math:: c(k, m, j) = (-1)^j \frac{(k-j)^m}{(m-j)!\, j!}
 
-    (Schucany, Gray & Owen, 1971; Nowozin, 2018, eq. 10). They sum to 1 and cancel the
+    (the generalized jackknife of Schucany, Gray & Owen, 1971, as Nowozin, 2018, uses it).
+    They sum to 1 and cancel the
     terms :math:`k^{-1}, \dots, k^{-m}` of any estimate whose bias has the expansion
     :math:`\sum_{p \ge 1} a_p k^{-p}`: :math:`\sum_j c_j f(k - j) = f(\infty) + O(k^{-(m+1)})`.
     """
@@ -100,8 +101,8 @@ def _mean_log_left_in(log_wn, a, num_left_out: int, k: int) -> Scalar:
     log_scale = math.log(k / (k - j))
 
     def recurse(log_left, left_in, removed, depth):
-        loo = leave_one_out_log_sum_exp(log_left)  # log of the mass left in without i
         if depth == 1:
+            loo = leave_one_out_log_sum_exp(log_left)  # log of the mass left in without i
             frac = (removed + a) / (k - j)
             small = frac < 0.5
             value = jnp.where(small, jnp.log1p(-jnp.where(small, frac, 0.0)), loo + log_scale)
