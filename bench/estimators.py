@@ -11,6 +11,12 @@ What it measures, each in one run beside its peers:
   and the same in PyTorch (2 threads, ``no_grad``, chunked over k like the lvm call).
   The achieved GFLOP/s (2 x 784 x 50 flops per particle for W z; elementwise work not
   counted) is given as a fraction of the machine's float32 matmul peak (bench/matmul.py).
+* **gradient cost** of the IWAE bound's gradient estimators on the MNIST VAE
+  (784-200-200-50, random weights, a batch of 100 random binary images): seconds per
+  ``value_and_grad`` of the batch loss for ``IWAE(k)`` with ``gradient="reparam"``,
+  ``"stl"`` and ``"dreg"`` (k = 5, 50), timed in interleaved rounds (one call of each per
+  round, the order rotated); the ratio to reparam is the median over rounds of the per-round ratio, so that
+  both sides see the same background load.
 * **memory** of k = 500 / 5,000 / 50,000 for a batch of 100 datapoints, streaming
   (``chunk_size=500``) vs unchunked: XLA's compiled temp buffer size
   (``memory_analysis()``, compile only) for all, and the measured peak RSS of a fresh
@@ -20,8 +26,10 @@ The proposal is q(z|x) = N(posterior mean, diag posterior std), a diagonal Gauss
 like a VAE encoder's; a JSON line also reports the mean estimate next to the exact
 log p(x), so a wrong estimator cannot look fast.
 
-    python bench/estimators.py             # about 5 minutes on the 2-core CPU
+    python bench/estimators.py             # about 6 minutes on the 2-core CPU
     python bench/estimators.py --quick     # ~1 min on the loaded box (compiles, 2 subprocesses)
+    python bench/estimators.py --part memory      # the memory rows only (~2 min)
+    python bench/estimators.py --part gradients   # the gradient-cost rows only (~1 min)
     flock /tmp/lvm-heavy.lock python bench/estimators.py   # the committed numbers
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU wheel); without it the
@@ -31,8 +39,10 @@ PyTorch column is skipped with a message.
 import argparse
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 
 import jax
@@ -58,6 +68,9 @@ class Config:
     memory_num_samples: tuple[int, ...] = (500, 5000, 50_000)
     memory_batch: int = 100
     rss_max_num_samples: int = 5000
+    gradient_num_samples: tuple[int, ...] = (5, 50)
+    gradient_batch: int = 100
+    gradient_rounds: int = 15
     seed: int = 0
 
 
@@ -70,6 +83,9 @@ QUICK = Config(
     memory_num_samples=(500,),
     memory_batch=10,
     rss_max_num_samples=500,
+    gradient_num_samples=(5,),
+    gradient_batch=10,
+    gradient_rounds=3,
 )
 
 
@@ -232,10 +248,62 @@ def memory(cfg: Config, argv_quick: list[str]) -> None:
             emit(record)
 
 
+def gradient_cost(cfg: Config) -> None:
+    """Seconds per value_and_grad of the batch loss, IWAE(k) with each gradient estimator."""
+    import equinox as eqx
+
+    from lvm.models.vae import VAE, VAEConfig
+    from lvm.train.step import batch_bound
+
+    model_key, data_key, step_key = jax.random.split(jax.random.key(cfg.seed), 3)
+    model = VAE(VAEConfig(), key=model_key)
+    batch = jax.random.bernoulli(data_key, 0.2, (cfg.gradient_batch, 784)).astype(jnp.float32)
+    for k in cfg.gradient_num_samples:
+        steps = {}
+        for gradient in ("reparam", "stl", "dreg"):
+            objective = lvm.IWAE(k, gradient=gradient)
+
+            @eqx.filter_jit
+            def step(model, key, objective=objective):
+                def loss(m):
+                    return -batch_bound(objective, key, m, batch)
+
+                return eqx.filter_value_and_grad(loss)(model)
+
+            jax.block_until_ready(step(model, step_key))  # compile
+            steps[gradient] = step
+        times = {g: [] for g in steps}
+        names = list(steps)
+        for r in range(cfg.gradient_rounds):
+            key = jax.random.fold_in(step_key, r)
+            for gradient in names[r % 3 :] + names[: r % 3]:  # rotate who goes first
+                step = steps[gradient]
+                start = time.perf_counter()
+                jax.block_until_ready(step(model, key))
+                times[gradient].append(time.perf_counter() - start)
+        base = np.array(times["reparam"])
+        for gradient, t in times.items():
+            emit(
+                {
+                    "bench": "iwae_gradient_cost",
+                    "gradient": gradient,
+                    "num_samples": k,
+                    "batch": cfg.gradient_batch,
+                    "best_seconds": round(min(t), 5),
+                    "median_seconds": round(float(np.median(t)), 5),
+                    "ratio_to_reparam_median": round(float(np.median(np.array(t) / base)), 3),
+                    "rounds": cfg.gradient_rounds,
+                }
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes, a few seconds")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--part", choices=("all", "throughput", "gradients", "memory"), default="all"
+    )
     parser.add_argument("--_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cfg = QUICK if args.quick else Config()
@@ -244,12 +312,17 @@ def main() -> None:
         k, chunk = args._child.split(",")
         run_once(cfg, int(k), None if chunk == "None" else int(chunk))
         return
-    torch = import_torch()
-    peak = measure_peak(quick=args.quick)
-    emit({"bench": "matmul_peak", "gflops": round(peak["peak"], 2), "jax": jax.__version__})
-    for k in cfg.num_samples:
-        throughput(cfg, torch, peak["peak"], k)
-    memory(cfg, ["--quick"] if args.quick else [])
+    emit({"bench": "load_average", "1min": round(os.getloadavg()[0], 2), "jax": jax.__version__})
+    if args.part in ("all", "throughput"):
+        torch = import_torch()
+        peak = measure_peak(quick=args.quick)
+        emit({"bench": "matmul_peak", "gflops": round(peak["peak"], 2), "jax": jax.__version__})
+        for k in cfg.num_samples:
+            throughput(cfg, torch, peak["peak"], k)
+    if args.part in ("all", "gradients"):
+        gradient_cost(cfg)
+    if args.part in ("all", "memory"):
+        memory(cfg, ["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

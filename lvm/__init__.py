@@ -33,12 +33,14 @@ from lvm.estimators import (
     elbo_decomposition,
     importance_sampling,
     iwae_bound,
+    jackknife_iwae,
     linear_schedule,
     log_weight,
     log_weights,
     model_bound,
     naive_monte_carlo,
     sigmoid_schedule,
+    sumo,
 )
 from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
 
@@ -70,6 +72,7 @@ __all__ = [
     "elbo_decomposition",
     "importance_sampling",
     "iwae_bound",
+    "jackknife_iwae",
     "kl_divergence",
     "log_mean_exp",
     "log_weight",
@@ -78,4 +81,5 @@ __all__ = [
     "naive_monte_carlo",
     "particle_log_mean_exp",
     "sample_n",
+    "sumo",
 ]

@@ -150,3 +150,43 @@ def check_positive(value, name: str) -> None:
     """Raise ``ValueError`` unless every entry of ``value`` is > 0."""
     if not np.all(np.asarray(value) > 0):
         raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def check_enough_samples(num_samples: int, minimum: int, why: str) -> None:
+    """Raise ``ValueError`` unless ``num_samples >= minimum``; ``why`` says what needs them."""
+    if num_samples < minimum:
+        raise ValueError(f"{why}: num_samples must be >= {minimum}, got {num_samples}")
+
+
+def check_has_arrays(tree, name: str, why: str) -> None:
+    """Raise ``TypeError`` unless the pytree ``tree`` holds at least one JAX or NumPy array."""
+    if not any(eqx.is_array(leaf) for leaf in jax.tree.leaves(tree)):
+        raise TypeError(
+            f"{why}: {name} must be a pytree holding its parameters as arrays (an equinox "
+            f"Module such as lvm.DiagonalNormal), got {type(tree).__name__} with no array leaves"
+        )
+
+
+#: The gradient estimators each training objective offers (``ELBO(gradient=...)``, ``IWAE(...)``).
+GRADIENT_ESTIMATORS = {"ELBO": ("reparam", "stl"), "IWAE": ("reparam", "stl", "dreg")}
+
+
+def check_gradient_estimator(objective: str, gradient, *, chunk_size=None) -> None:
+    """Raise ``ValueError`` unless ``gradient`` is an estimator ``objective`` offers.
+
+    DReG (Tucker et al., 2019) is defined for the IWAE bound, and needs all k normalised
+    weights at once, so not with ``chunk_size``.
+    """
+    allowed = GRADIENT_ESTIMATORS[objective]
+    if gradient not in allowed:
+        hint = (
+            "; 'dreg' is the doubly reparameterized gradient of the IWAE bound: use IWAE(k, gradient='dreg')"
+            if gradient == "dreg"
+            else ""
+        )
+        raise ValueError(f"{objective} gradient must be one of {allowed}, got {gradient!r}{hint}")
+    if gradient == "dreg" and chunk_size is not None:
+        raise ValueError(
+            "IWAE(gradient='dreg') weighs each particle's gradient by its normalised weight, "
+            f"which needs all k weights at once: use chunk_size=None, got chunk_size={chunk_size}"
+        )

@@ -1,4 +1,4 @@
-"""The numerical tricks, each written once: log-mean-exp (plain and streaming) and ESS."""
+"""The numerical tricks, each written once: log-mean-exp (plain, streaming, leave-one-out) and ESS."""
 
 import math
 from collections.abc import Callable
@@ -35,6 +35,25 @@ def effective_sample_size(log_w: Float[Array, " k"]) -> Scalar:
     safe = jnp.where(finite, log_w, 0.0)
     ess = jnp.exp(2.0 * jax.nn.logsumexp(safe) - jax.nn.logsumexp(2.0 * safe))
     return jnp.where(finite, ess, 0.0)
+
+
+def leave_one_out_log_sum_exp(log_w: Float[Array, " k"]) -> Float[Array, " k"]:
+    r""":math:`\log \sum_{j \ne i} e^{\ell_j}` for every i, in O(k), without cancellation.
+
+    With :math:`e_j = e^{\ell_j - \max \ell}` and :math:`s = \sum_j e_j`, entry i is
+    :math:`\max\ell + \log(s - e_i)`, except at the largest value, whose entry is summed
+    directly over the others. Away from the maximum :math:`s - e_i \ge 1` (the maximum's own
+    term stays in), so the subtraction loses at most a factor 2 of relative precision; at
+    the maximum, where :math:`s - e_{\max}` could cancel to 0 when one weight holds nearly
+    all the mass, no subtraction is made.
+    """
+    top = jnp.max(log_w)
+    shift = jnp.where(jnp.isfinite(top), top, 0.0)
+    scaled = jnp.exp(log_w - shift)
+    is_top = jnp.arange(log_w.shape[0]) == jnp.argmax(log_w)
+    others_of_top = jnp.sum(jnp.where(is_top, 0.0, scaled))
+    rest = jnp.where(is_top, others_of_top, jnp.sum(scaled) - scaled)
+    return shift + jnp.log(rest)
 
 
 def particle_keys(key: Key, num_samples: int, start=0) -> Keys:

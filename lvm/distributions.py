@@ -56,7 +56,12 @@ class DiagonalNormal(eqx.Module):
 
 
 class MultivariateNormal(eqx.Module):
-    r"""Gaussian :math:`\mathcal N(\mu, LL^\top)` with lower-triangular ``scale_tril`` L: :math:`z = \mu + L\epsilon`."""
+    r"""Gaussian :math:`\mathcal N(\mu, LL^\top)` with lower-triangular ``scale_tril`` L: :math:`z = \mu + L\epsilon`.
+
+    Entries above the diagonal of ``scale_tril`` are ignored everywhere (sampling, density,
+    covariance), so that ``sample`` and ``log_prob`` describe the same distribution and
+    their gradients w.r.t. those entries are zero.
+    """
 
     loc: Float[Array, " d"]
     scale_tril: Float[Array, "d d"]
@@ -67,7 +72,7 @@ class MultivariateNormal(eqx.Module):
 
     def sample(self, key: Key) -> Float[Array, " d"]:
         eps = jax.random.normal(key, self.loc.shape, self.loc.dtype)
-        return self.loc + self.scale_tril @ eps
+        return self.loc + jnp.tril(self.scale_tril) @ eps
 
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
         check_shape(z, self.loc.shape, "z")
@@ -82,7 +87,8 @@ class MultivariateNormal(eqx.Module):
 
     @property
     def covariance(self) -> Float[Array, "d d"]:
-        return self.scale_tril @ self.scale_tril.T
+        tril = jnp.tril(self.scale_tril)
+        return tril @ tril.T
 
 
 class Categorical(eqx.Module):

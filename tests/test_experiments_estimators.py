@@ -76,6 +76,29 @@ def test_second_moment_diverges_for_too_narrow_proposal():
     assert common.scaled_posterior_relative_variance(0.5, 2) == math.inf
 
 
+def test_third_moment_matches_numerical_integration():
+    """E_q[(p/q)^3] = int p^3 / q^2 (the jackknife's mu_3): closed form vs scipy quadrature."""
+    p_loc, p_sd, q_loc, q_sd = 0.4, 0.6, -0.3, 1.1
+    value, _ = integrate.quad(
+        lambda z: stats.norm.pdf(z, p_loc, p_sd) ** 3 / stats.norm.pdf(z, q_loc, q_sd) ** 2, -20, 20
+    )
+    log_m3 = common.log_moment_gaussian([p_loc], [[p_sd**2]], [q_loc], [[q_sd**2]], 3)
+    np.testing.assert_allclose(math.exp(log_m3), value, rtol=1e-8)
+    # 3 P_p - 2 P_q not positive definite: the third moment diverges.
+    assert common.log_moment_gaussian([0.0], [[1.0]], [0.0], [[0.6]], 3) == math.inf
+
+
+def test_regression_control_variates_keep_the_mean_and_shrink_the_error():
+    """y = 2 + c + noise with E[c] = 0: the controlled mean is 2 within 4 of its (smaller) s.e."""
+    rng = np.random.default_rng(2)
+    c = rng.normal(size=(2, 20_000))
+    y = 2.0 + 3.0 * c[0] - c[1] + 0.1 * rng.normal(size=20_000)
+    mean, se = common.mean_with_control_variates(y, c)
+    plain_mean, plain_se = common.mean_se(y)
+    assert abs(mean - 2.0) < 4 * se
+    assert se < 0.05 * plain_se
+
+
 def test_control_variate_bias_is_unbiased_and_sharper():
     """p-hat log-normal with E[p-hat] = p = 1: E[log p-hat] = -s^2/2 exactly."""
     rng = np.random.default_rng(1)
@@ -129,6 +152,17 @@ def test_log_bias_matches_delta_method(tmp_path):
     # k = 1: the bias is the ELBO gap -KL(q || p(z|x)).
     assert res["num_samples"][0] == 1
     np.testing.assert_array_less(np.abs(bias[:, 0] + res["kl_q_posterior"]), 3 * se[:, 0])
+    # The jackknife, for the proposals around the posterior: smaller than IWAE's bias at the
+    # largest k, and falling faster on log-log axes (slopes over the quick run's two k).
+    jack = res["jackknife_bias"]
+    cols = [res["num_samples"].index(k) for k in res["jackknife_num_samples"]]
+    for i in range(1, len(res["labels"])):
+        assert abs(jack[i, -1]) < abs(bias[i, cols[-1]])
+        gap = res["iwae_slope"][i] - res["jackknife_slope"][i]
+        assert gap > 3 * math.hypot(res["iwae_slope_se"][i], res["jackknife_slope_se"][i])
+    # SUMO: zero within 4 s.e. for the proposals around the posterior (the prior's weights are
+    # too heavy-tailed for a plain mean of a few thousand draws; see the script's docstring).
+    assert np.all(np.abs(res["sumo_z"][1:]) < 4)
 
 
 def test_elbo_gap(tmp_path):
@@ -175,4 +209,25 @@ def test_is_picture(tmp_path):
     for r in (prior, q):
         assert np.sum(r["normalised_w"]) == pytest.approx(1.0)
     assert prior["ess"] < 0.1 * q["ess"]
-    assert abs(q["log_p_hat"] - res["log_px"]) < 0.1
+    # Relative s.e. of p-hat from the draws themselves: cv^2 = k / ESS - 1 (Kish), so the
+    # s.e. of log p-hat is about sqrt((k / ESS - 1) / k).
+    k = len(q["normalised_w"])
+    assert abs(q["log_p_hat"] - res["log_px"]) < 4 * math.sqrt((k / q["ess"] - 1) / k)
+
+
+def test_gradient_snr(tmp_path):
+    res, _ = _run_quick("estimators_gradient_snr", tmp_path)
+    for part in ("linear", "mnist"):
+        est = res[part]["estimators"]
+        iwae, dreg = est["IWAE"]["encoder"], est["DReG"]["encoder"]
+        # At the largest k, DReG's encoder SNR is above IWAE's for most parameters.
+        assert np.median(dreg["snr"][-1] / iwae["snr"][-1]) > 1.0
+        # The decoder's gradient is the same for all three estimators (same keys).
+        for label in ("DReG", "IWAE-STL"):
+            np.testing.assert_allclose(
+                est[label]["decoder"]["mean"], est["IWAE"]["decoder"]["mean"], rtol=1e-3, atol=1e-6
+            )
+    # Linear-Gaussian: IWAE's encoder SNR falls with k (Rainforth et al.), the decoder's rises.
+    lin = res["linear"]["estimators"]["IWAE"]
+    assert lin["encoder"]["slope_median"] < -0.25
+    assert lin["decoder"]["slope_median"] > 0.0

@@ -64,9 +64,25 @@ def test_loglik_table_quick(tmp_path):
     results = _run_quick("vae_loglik_table", tmp_path)
     _assert_finite(results)
     rows = results["rows"]
-    assert list(rows) == ["vae_k1", "vae_k5", "vae_k50", "iwae_k5", "iwae_k50"]
+    assert list(rows) == [
+        "vae_k1",
+        "vae_k5",
+        "vae_k50",
+        "iwae_k5",
+        "iwae_k50",
+        "iwae_k5_dreg",
+        "iwae_k50_dreg",
+    ]
     latent_dim = results["config"]["budget"]["latent_dim"]
     per_image = {name: np.asarray(v) for name, v in results["log_px_per_image"].items()}
+    for name, base in (("iwae_k5_dreg", "iwae_k5"), ("iwae_k50_dreg", "iwae_k50")):
+        # DReG against plain IWAE of the same k, rechecked with scipy's paired t-test.
+        row = rows[name]
+        assert row["paired_with"] == base
+        paired = scipy.stats.ttest_rel(per_image[name], per_image[base])
+        np.testing.assert_allclose(
+            row["log_px_minus_paired"] / row["log_px_minus_paired_sem"], paired.statistic, rtol=1e-9
+        )
     for name, row in rows.items():
         # Binary images: p(x) <= 1.
         assert row["log_px"] < 0.0 and row["elbo"] < 0.0
@@ -96,6 +112,7 @@ def test_loglik_table_quick(tmp_path):
             row["ais_minus_is"] / row["ais_minus_is_sem"], paired.statistic, rtol=1e-9
         )
         np.testing.assert_allclose(row["is_subset_log_px"], same_images.mean(), rtol=1e-12)
+    assert "IWAE, k=50, DReG − IWAE, k=50" in table
 
 
 def test_curves_and_samples_share_runs(tmp_path):

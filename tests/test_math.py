@@ -29,12 +29,34 @@ def _particle(key):
     return 30.0 * jax.random.normal(key) - 500.0
 
 
-@pytest.mark.parametrize("chunk_size", [1, 7, 64, 100, 1000])
+# Chunk sizes below k (100), with remainders (100 = 14 x 7 + 2 = 64 + 36 = 99 + 1): a chunk
+# size >= k takes the unchunked path and would compare the function with itself.
+@pytest.mark.parametrize("chunk_size", [1, 7, 64, 99])
 def test_streaming_log_mean_exp_equals_unchunked(chunk_size):
     key = jax.random.key(3)
+    values = np.array([float(_particle(jax.random.fold_in(key, i))) for i in range(100)])
+    reference = logsumexp(values) - np.log(100)  # a Python loop over the particle keys and scipy
     full = lvm.particle_log_mean_exp(_particle, key, num_samples=100)
     chunked = lvm.particle_log_mean_exp(_particle, key, num_samples=100, chunk_size=chunk_size)
-    np.testing.assert_allclose(chunked, full, rtol=1e-6)
+    np.testing.assert_allclose(full, reference, rtol=1e-6)
+    np.testing.assert_allclose(chunked, reference, rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "log_w",
+    [
+        np.array([0.3, -1.0, 2.0, 2.0, -0.5]),  # a tie at the maximum
+        np.array([0.0, -80.0, -90.0, -85.0]),  # one value holds all the mass
+        np.array([-1.0, -np.inf, -2.0]),
+    ],
+)
+def test_leave_one_out_log_sum_exp_matches_a_loop(log_w):
+    from lvm._math import leave_one_out_log_sum_exp
+
+    want = [logsumexp(np.delete(log_w, i)) for i in range(len(log_w))]
+    with jax.enable_x64(True):
+        got = leave_one_out_log_sum_exp(jnp.asarray(log_w))
+    np.testing.assert_allclose(got, want, rtol=1e-13, atol=1e-15)
 
 
 def test_streaming_gradient_equals_unchunked():

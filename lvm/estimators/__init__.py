@@ -1,4 +1,4 @@
-"""Estimators of log p(x) for ONE datapoint; vmap over datapoints outside."""
+"""Estimators of log p(x) for ONE datapoint (bounds, debiased estimates, gradient estimators); vmap outside."""
 
 from lvm.estimators.ais import (
     AIS,
@@ -11,7 +11,16 @@ from lvm.estimators.ais import (
     linear_schedule,
     sigmoid_schedule,
 )
+from lvm.estimators.debiased import (
+    jackknife_coefficients,
+    jackknife_iwae,
+    jackknife_log_mean_exp,
+    sumo,
+    sumo_num_terms,
+    sumo_survival,
+)
 from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
+from lvm.estimators.gradients import elbo_stl, iwae_dreg, iwae_stl, stop_gradient_proposal
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
 from lvm.estimators.objectives import (
@@ -43,12 +52,22 @@ __all__ = [
     "elbo",
     "elbo_analytic_kl",
     "elbo_decomposition",
+    "elbo_stl",
     "importance_sampling",
     "iwae_bound",
+    "iwae_dreg",
+    "iwae_stl",
+    "jackknife_coefficients",
+    "jackknife_iwae",
+    "jackknife_log_mean_exp",
     "log_weight",
     "log_weights",
     "model_bound",
     "naive_monte_carlo",
     "objective_from_dict",
     "objective_to_dict",
+    "stop_gradient_proposal",
+    "sumo",
+    "sumo_num_terms",
+    "sumo_survival",
 ]

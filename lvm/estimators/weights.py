@@ -19,10 +19,27 @@ def log_weight(key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) 
 
 
 def log_weights(
-    key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum, *, num_samples: int
+    key: Key,
+    log_joint: LogJoint,
+    proposal: Distribution,
+    x: Datum,
+    *,
+    num_samples: int,
+    chunk_size: int | None = None,
 ) -> Float[Array, " k"]:
-    """The k log-weights of one datapoint, particle i drawn with ``fold_in(key, i)`` (= ``split(key, k)[i]``)."""
+    """The k log-weights of one datapoint, particle i drawn with ``fold_in(key, i)`` (= ``split(key, k)[i]``).
+
+    With ``chunk_size`` the particles are evaluated ``chunk_size`` at a time (``lax.map``):
+    the k log-weights are held, but the model's intermediate values only for one chunk.
+    """
     num_samples = check_positive_int(num_samples)
     x = check_finite(x)
     keys = particle_keys(key, num_samples)
-    return jax.vmap(lambda k: log_weight(k, log_joint, proposal, x))(keys)
+
+    def one(k):
+        return log_weight(k, log_joint, proposal, x)
+
+    if chunk_size is None or chunk_size >= num_samples:
+        return jax.vmap(one)(keys)
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    return jax.lax.map(one, keys, batch_size=chunk_size)
