@@ -90,3 +90,40 @@ def test_categorical_matches_scipy():
     counts = np.bincount(np.asarray(lvm.sample_n(jax.random.key(0), c, 30_000)), minlength=3)
     se = np.sqrt(p * (1 - p) / 30_000)
     assert np.all(np.abs(counts / 30_000 - p) < 5 * se)
+
+
+def test_shapes_are_checked_when_built_outside_the_test_hook():
+    """Outside pytest (no jaxtyping hook, no rank-promotion error) a mismatched shape must
+    still raise at construction, not broadcast into a wrong number: run a fresh interpreter."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(
+        """
+        import jax.numpy as jnp
+        import lvm
+        cases = {
+            "diag": lambda: lvm.DiagonalNormal(jnp.zeros(3), 2 * jnp.ones(1)),
+            "loc": lambda: lvm.DiagonalNormal(jnp.zeros((2, 3)), jnp.ones((2, 3))),
+            "tril": lambda: lvm.MultivariateNormal(jnp.zeros(3), jnp.eye(2)),
+            "logits": lambda: lvm.Categorical(jnp.zeros((2, 2))),
+            "z": lambda: lvm.DiagonalNormal(jnp.zeros(3), jnp.ones(3)).log_prob(jnp.zeros(1)),
+        }
+        for name, build in cases.items():
+            try:
+                build()
+                print(name, "no error")
+            except ValueError as err:
+                print(name, "ValueError", err)
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    lines = dict(line.split(" ", 1) for line in out.strip().splitlines())
+    assert lines["diag"].startswith("ValueError scale must have shape (3,), got (1,)"), out
+    assert lines["loc"].startswith("ValueError loc must be a vector"), out
+    assert lines["tril"].startswith("ValueError scale_tril must have shape (3, 3)"), out
+    assert lines["logits"].startswith("ValueError logits must be a vector"), out
+    assert lines["z"].startswith("ValueError z must have shape (3,)"), out

@@ -91,3 +91,18 @@ def test_num_samples_below_one_raises(bad):
 def test_num_samples_not_an_int_raises():
     with pytest.raises(TypeError, match="num_samples"):
         lvm.particle_log_mean_exp(_particle, jax.random.key(0), num_samples=2.5)
+
+
+def test_effective_sample_size_is_zero_not_nan_when_every_weight_is_zero():
+    # (sum w)^2 / sum w^2 is 0/0 here; no usable particle is an ESS of 0.
+    assert float(lvm.effective_sample_size(jnp.full(5, -jnp.inf))) == 0.0
+    assert float(lvm.effective_sample_size(jnp.array([-jnp.inf, 0.0, -jnp.inf]))) == 1.0
+
+
+def test_particle_keys_are_split_keys_and_a_chunk_derives_its_own():
+    from lvm._math import particle_keys
+
+    key = jax.random.key(7)
+    split = jax.random.key_data(jax.random.split(key, 10))
+    np.testing.assert_array_equal(jax.random.key_data(particle_keys(key, 10)), split)
+    np.testing.assert_array_equal(jax.random.key_data(particle_keys(key, 4, 6)), split[6:])
