@@ -6,8 +6,9 @@ The objective is the (weighted) mean exact log-likelihood
 
 maximised with an optax optimizer over unconstrained parameters :math:`\theta`:
 logits for :math:`\pi = \mathrm{softmax}(\text{logits})`, the means, and Cholesky
-factors whose strictly lower part is free and whose diagonal is
-:math:`\exp(\cdot)` of a free vector (log standard deviations for diag / spherical).
+factors (full: one per component; tied: one) whose strictly lower part is free and whose
+diagonal is :math:`\exp(\cdot)` of a free vector (log standard deviations for diag /
+spherical).
 The training loss is :math:`-\ell`. Unlike EM there is no closed-form step and no
 covariance floor: the optimizer follows :math:`\nabla_\theta\ell` alone.
 
@@ -23,16 +24,15 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from lvm._checks import check_positive_int
+from lvm._checks import check_mixture_data, check_positive_int
 from lvm.fit import _standardize as stdz
-from lvm.fit.em import _inputs
 from lvm.fit.selection import mean_log_likelihood
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 
 
 class Unconstrained(NamedTuple):
-    """Free parameters: logits (K,), means (K, D), raw scale (K, D, D) / (K, D) / (K,)."""
+    """Free parameters: logits (K,), means (K, D), raw scale (K, D, D) / (D, D) / (K, D) / (K,)."""
 
     logits: Float[Array, " K"]
     means: Float[Array, "K D"]
@@ -53,12 +53,22 @@ class GradientInfo(NamedTuple):
     grad_norm: Scalar
 
 
+def _with_diagonal(lower, diag):
+    """The strictly lower triangle of ``lower`` with ``diag`` on the diagonal."""
+    d = diag.shape[-1]
+    eye = jnp.eye(d, dtype=diag.dtype).reshape((1,) * (diag.ndim - 1) + (d, d))
+    return jnp.tril(lower, -1) + diag[..., None] * eye
+
+
 def unconstrain(params: GaussianMixture) -> Unconstrained:
-    """Map a mixture to free parameters (log of the Cholesky diagonal / of the scales)."""
-    if params.covariance_type == "full":
-        d = params.data_dim
+    """Map a mixture to free parameters (log of the Cholesky diagonal / of the scales).
+
+    The mixture's scale is canonical (non-negative Cholesky diagonal, see
+    :mod:`lvm.models.gmm`), so the logarithm is defined for every valid mixture.
+    """
+    if params.covariance_type in ("full", "tied"):
         diag = jnp.diagonal(params.scale, axis1=-2, axis2=-1)
-        raw = jnp.tril(params.scale, -1) + jnp.log(diag)[:, :, None] * jnp.eye(d)[None]
+        raw = _with_diagonal(params.scale, jnp.log(diag))
     else:
         raw = jnp.log(params.scale)
     return Unconstrained(params.log_mixture_weights, params.means, raw)
@@ -66,10 +76,9 @@ def unconstrain(params: GaussianMixture) -> Unconstrained:
 
 def constrain(raw: Unconstrained, covariance_type: str) -> GaussianMixture:
     """Inverse of :func:`unconstrain`: a valid mixture for any real-valued ``raw``."""
-    if covariance_type == "full":
-        d = raw.means.shape[1]
+    if covariance_type in ("full", "tied"):
         diag = jnp.exp(jnp.diagonal(raw.raw_scale, axis1=-2, axis2=-1))
-        scale = jnp.tril(raw.raw_scale, -1) + diag[:, :, None] * jnp.eye(d)[None]
+        scale = _with_diagonal(raw.raw_scale, diag)
     else:
         scale = jnp.exp(raw.raw_scale)
     return GaussianMixture(raw.logits, raw.means, scale, covariance_type)
@@ -120,7 +129,9 @@ def fit_gradient(
     dimension; the trace is in nats per point of the original data.
     """
     num_steps = check_positive_int(num_steps, "num_steps")
-    x, w = _inputs(x, sample_weight, num_components=params.num_components, data_dim=params.data_dim)
+    x, w = check_mixture_data(
+        x, sample_weight, num_components=params.num_components, data_dim=params.data_dim
+    )
     if optimizer is None:
         schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01)
         optimizer = optax.adam(schedule)
