@@ -8,7 +8,7 @@ import pytest
 
 import lvm
 from lvm.data.old_faithful import load_old_faithful
-from lvm.fit import fit_em_from, initialize
+from lvm.fit import fit_em_from, gradient, initialize
 from lvm.fit.gradient import constrain, fit_gradient, make_gradient_step, unconstrain
 
 
@@ -53,6 +53,16 @@ def test_unconstrain_keeps_covariances_of_a_negative_cholesky_diagonal():
     raw = unconstrain(signed)
     assert np.all(np.isfinite(np.asarray(raw.raw_scale)))
     np.testing.assert_allclose(constrain(raw, "full").covariances, p.covariances, rtol=1e-5)
+
+
+def test_fit_gradient_compiles_once_for_new_data_and_learning_rate():
+    x = load_old_faithful(np.float32)
+    p0 = initialize(jax.random.key(0), x, num_components=2)
+    fit_gradient(p0, x, num_steps=5, learning_rate=0.05)
+    size = gradient._fit_gradient_jit._cache_size()
+    shifted = x + np.float32(0.5)
+    fit_gradient(p0, shifted, num_steps=5, learning_rate=0.01)
+    assert gradient._fit_gradient_jit._cache_size() == size
 
 
 def test_gradient_step_increases_likelihood_without_retracing():

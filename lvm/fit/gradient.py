@@ -13,7 +13,9 @@ The training loss is :math:`-\ell`. Unlike EM there is no closed-form step and n
 covariance floor: the optimizer follows :math:`\nabla_\theta\ell` alone.
 
 :func:`make_gradient_step` gives the pure ``(init, step)`` pair (jit ``step`` once);
-:func:`fit_gradient` runs it in a ``lax.scan`` in standardised coordinates.
+:func:`fit_gradient` runs it in a ``lax.scan`` in standardised coordinates, compiled once
+per data shape and ``num_steps`` (the default optimizer is built inside the compiled
+function from a traced learning rate, so a new rate or new data reuse it).
 """
 
 from collections.abc import Callable
@@ -123,22 +125,27 @@ def fit_gradient(
     """Full-batch gradient ascent from ``params``; returns the mixture and the log-likelihood trace.
 
     Default optimizer: Adam with a cosine-decayed learning rate
-    (``learning_rate`` -> 1% of it over ``num_steps``). The steps run in
-    centred, unit-variance coordinates (an affine change of variables, see
-    :mod:`lvm.fit._standardize`), which makes one learning rate suit every
-    dimension; the trace is in nats per point of the original data.
+    (``learning_rate`` -> 1% of it over ``num_steps``), built inside the compiled
+    function, so calls that differ only in data values or ``learning_rate`` compile
+    once. A given ``optimizer`` is a static argument: pass the same object to reuse
+    its compilation. The steps run in centred, unit-variance coordinates (an affine
+    change of variables, see :mod:`lvm.fit._standardize`), which makes one learning
+    rate suit every dimension; the trace is in nats per point of the original data.
     """
     num_steps = check_positive_int(num_steps, "num_steps")
     x, w = check_mixture_data(
         x, sample_weight, num_components=params.num_components, data_dim=params.data_dim
     )
+    return _fit_gradient_jit(params, x, w, learning_rate, optimizer, num_steps)
+
+
+def _default_optimizer(learning_rate, num_steps: int) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01))
+
+
+def _fit_gradient_impl(params, x, weight, learning_rate, optimizer, num_steps):
     if optimizer is None:
-        schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01)
-        optimizer = optax.adam(schedule)
-    return _fit_gradient_jit(params, x, w, optimizer, num_steps)
-
-
-def _fit_gradient_impl(params, x, weight, optimizer, num_steps):
+        optimizer = _default_optimizer(learning_rate, num_steps)
     a = stdz.data_affine(x, weight, params.covariance_type)
     xs = a.apply(x)
     init, step = make_gradient_step(optimizer, covariance_type=params.covariance_type)
