@@ -160,13 +160,14 @@ def _local_sum(fn, consts, rows):
     """sum over chunks of ``fn(consts, *chunk_rows)``, in compensated pairs (rows pre-padded)."""
     m, chunk = chunking(rows[0].shape[0])
     chunks = tuple(r.reshape(m, chunk, *r.shape[1:]) for r in rows)
-    shapes = jax.eval_shape(fn, consts, *(c[0] for c in chunks))
-    init = jax.tree.map(lambda s: cp.pair(jnp.zeros(s.shape, s.dtype)), shapes)
+    # Start from the first chunk's sums (not from zeros: inside shard_map they must carry
+    # the same per-device type as what the loop adds).
+    init = jax.tree.map(lambda a: cp.Pair(a, a * 0), fn(consts, *(c[0] for c in chunks)))
 
     def body(total, item):
         return jax.tree.map(cp.accumulate, total, fn(consts, *item), is_leaf=_is_pair), None
 
-    total, _ = jax.lax.scan(body, init, chunks)
+    total, _ = jax.lax.scan(body, init, tuple(c[1:] for c in chunks))
     return total
 
 
@@ -180,7 +181,7 @@ def sum_over_data(fn, consts, rows: tuple, layout: Layout | None):
 
     def per_device(consts, *local_rows):
         local = _local_sum(fn, consts, local_rows)
-        gathered = jax.tree.map(lambda a: jax.lax.all_gather(a, layout.axis), local)
+        gathered = jax.tree.map(lambda a: jax.lax.all_gather(a, layout.axis, to="invarying"), local)
         return jax.tree.map(lambda p: cp.sum_pairs(p, 0), gathered, is_leaf=_is_pair)
 
     specs = (P(), *(P(layout.axis) for _ in rows))
