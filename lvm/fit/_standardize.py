@@ -6,7 +6,7 @@ covariances), a mixture with means :math:`\mu_k` and Cholesky factors
 and :math:`\log p(x) = \log p'(x') - \sum_d \log s_d`. EM and gradient ascent
 take the same path in either coordinate system (the covariance floor is mapped
 too, :math:`\epsilon / s_d^2`), but in float32 the centred, unit-scale
-coordinates keep the expanded quadratic forms of :mod:`lvm.fit.em` accurate.
+coordinates keep the expanded quadratic forms of :mod:`lvm.fit._expfam` accurate.
 """
 
 from typing import NamedTuple

@@ -144,6 +144,7 @@ def _default_optimizer(learning_rate, num_steps: int) -> optax.GradientTransform
 
 
 def _fit_gradient_impl(params, x, weight, learning_rate, optimizer, num_steps):
+    weight = jnp.ones(x.shape[0], x.dtype) if weight is None else weight  # data split over devices
     if optimizer is None:
         optimizer = _default_optimizer(learning_rate, num_steps)
     a = stdz.data_affine(x, weight, params.covariance_type)
