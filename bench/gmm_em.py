@@ -39,8 +39,8 @@ import numpy as np  # noqa: E402
 from sklearn.mixture import GaussianMixture as SkGMM  # noqa: E402
 
 import lvm  # noqa: E402
+from lvm.fit import _expfam as ef  # noqa: E402
 from lvm.fit import _standardize as stdz  # noqa: E402
-from lvm.fit import em  # noqa: E402
 from lvm.fit.selection import mean_log_likelihood  # noqa: E402
 
 
@@ -113,16 +113,15 @@ def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
     cov = params0.covariance_type
     w = jnp.ones(x.shape[0], dtype)
 
-    prepare = jax.jit(lambda x, w: em._prepare(x, w, reg_covar, cov))
+    prepare = jax.jit(lambda x, w: ef.prepare(x, w, reg_covar, cov, None))
     t = time.perf_counter()
-    a, _, phi, reg, w = jax.block_until_ready(prepare(x, w))
+    a, phi, w, reg = jax.block_until_ready(prepare(x, w))
     setup_s = time.perf_counter() - t  # includes its compile; small either way
     p0 = stdz.to_standard(params0, a)
     total_w = jnp.sum(w)
 
     def one_iteration(p, phi, w):
-        stats, nk, _ = em._em_pass(p, phi, w)
-        return em._params_from_stats(stats, nk, total_w, reg, cov)
+        return ef.m_step(ef.em_sums(p, phi, w, None), total_w, reg, cov)
 
     @jax.jit
     def iterate(p, phi, w):
@@ -143,19 +142,19 @@ def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
 
     # The parts: the fused pass over the data, and the two products it is made of,
     # each over the whole data at once (for reference), and the small M-step algebra.
-    eta, _ = jax.jit(em._natural)(p0)
+    eta = jax.jit(ef.natural)(p0).eta
     resp = jnp.full((phi.shape[0], eta.shape[0]), 1.0 / eta.shape[0], phi.dtype)
     estep_mm = jax.jit(lambda phi, eta: phi @ eta.T)
     mstep_mm = jax.jit(lambda r, phi: r.T @ phi)
-    em_pass = jax.jit(em._em_pass)
-    stats, nk, _ = em_pass(p0, phi, w)
-    algebra = jax.jit(lambda s, nk: em._params_from_stats(s, nk, total_w, reg, cov))
-    jax.block_until_ready((estep_mm(phi, eta), mstep_mm(resp, phi), algebra(stats, nk)))
+    em_pass = jax.jit(lambda p, phi, w: ef.em_sums(p, phi, w, None))
+    sums = em_pass(p0, phi, w)
+    algebra = jax.jit(lambda sums: ef.m_step(sums, total_w, reg, cov))
+    jax.block_until_ready((estep_mm(phi, eta), mstep_mm(resp, phi), algebra(sums)))
     parts = {
         "fused_pass_s": _timeit(lambda: jax.block_until_ready(em_pass(p0, phi, w)), 5),
         "estep_matmul_s": _timeit(lambda: estep_mm(phi, eta).block_until_ready(), 5),
         "mstep_matmul_s": _timeit(lambda: mstep_mm(resp, phi).block_until_ready(), 5),
-        "mstep_algebra_s": _timeit(lambda: jax.block_until_ready(algebra(stats, nk)), 5),
+        "mstep_algebra_s": _timeit(lambda: jax.block_until_ready(algebra(sums)), 5),
     }
     return total / num_iters, compile_s, setup_s, ll, parts, phi.shape[1], timer
 

@@ -10,8 +10,8 @@ def sklearn_copy(gmm) -> SkGMM:
     sk = SkGMM(gmm.num_components, covariance_type=gmm.covariance_type)
     sk.weights_ = np.asarray(jax.nn.softmax(gmm.logits), np.float64)
     sk.means_ = np.asarray(gmm.means, np.float64)
-    if gmm.covariance_type == "full":
-        tril = np.asarray(gmm.scale, np.float64)
+    if gmm.covariance_type in ("full", "tied"):
+        tril = np.asarray(gmm.scale, np.float64)  # (K, D, D) or, tied, (D, D)
         sk.covariances_ = tril @ np.swapaxes(tril, -1, -2)
         sk.precisions_cholesky_ = np.swapaxes(np.linalg.inv(tril), -1, -2)
     else:

@@ -6,7 +6,7 @@ covariances), a mixture with means :math:`\mu_k` and Cholesky factors
 and :math:`\log p(x) = \log p'(x') - \sum_d \log s_d`. EM and gradient ascent
 take the same path in either coordinate system (the covariance floor is mapped
 too, :math:`\epsilon / s_d^2`), but in float32 the centred, unit-scale
-coordinates keep the expanded quadratic forms of :mod:`lvm.fit.em` accurate.
+coordinates keep the expanded quadratic forms of :mod:`lvm.fit._expfam` accurate.
 """
 
 from typing import NamedTuple
@@ -44,23 +44,23 @@ def data_affine(x: Float[Array, "N D"], weight: Float[Array, " N"], covariance_t
     return Affine(shift, scale)
 
 
+def _scale_factor(covariance_type: str, s: Float[Array, " D"]):
+    """diag(s) acting on ``scale``'s rows, broadcast to its shape."""
+    return {
+        "full": s[None, :, None],
+        "tied": s[:, None],
+        "diag": s[None, :],
+        "spherical": s[0],
+    }[covariance_type]
+
+
 def to_standard(params: GaussianMixture, a: Affine) -> GaussianMixture:
     means = (params.means - a.shift[None, :]) / a.scale[None, :]
-    if params.covariance_type == "full":
-        scale = params.scale / a.scale[None, :, None]
-    elif params.covariance_type == "diag":
-        scale = params.scale / a.scale[None, :]
-    else:
-        scale = params.scale / a.scale[0]
+    scale = params.scale / _scale_factor(params.covariance_type, a.scale)
     return GaussianMixture(params.logits, means, scale, params.covariance_type)
 
 
 def from_standard(params: GaussianMixture, a: Affine) -> GaussianMixture:
     means = params.means * a.scale[None, :] + a.shift[None, :]
-    if params.covariance_type == "full":
-        scale = params.scale * a.scale[None, :, None]
-    elif params.covariance_type == "diag":
-        scale = params.scale * a.scale[None, :]
-    else:
-        scale = params.scale * a.scale[0]
+    scale = params.scale * _scale_factor(params.covariance_type, a.scale)
     return GaussianMixture(params.logits, means, scale, params.covariance_type)

@@ -6,13 +6,16 @@ The objective is the (weighted) mean exact log-likelihood
 
 maximised with an optax optimizer over unconstrained parameters :math:`\theta`:
 logits for :math:`\pi = \mathrm{softmax}(\text{logits})`, the means, and Cholesky
-factors whose strictly lower part is free and whose diagonal is
-:math:`\exp(\cdot)` of a free vector (log standard deviations for diag / spherical).
+factors (full: one per component; tied: one) whose strictly lower part is free and whose
+diagonal is :math:`\exp(\cdot)` of a free vector (log standard deviations for diag /
+spherical).
 The training loss is :math:`-\ell`. Unlike EM there is no closed-form step and no
 covariance floor: the optimizer follows :math:`\nabla_\theta\ell` alone.
 
 :func:`make_gradient_step` gives the pure ``(init, step)`` pair (jit ``step`` once);
-:func:`fit_gradient` runs it in a ``lax.scan`` in standardised coordinates.
+:func:`fit_gradient` runs it in a ``lax.scan`` in standardised coordinates, compiled once
+per data shape and ``num_steps`` (the default optimizer is built inside the compiled
+function from a traced learning rate, so a new rate or new data reuse it).
 """
 
 from collections.abc import Callable
@@ -23,16 +26,15 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from lvm._checks import check_positive_int
+from lvm._checks import check_mixture_data, check_positive_int
 from lvm.fit import _standardize as stdz
-from lvm.fit.em import _inputs
 from lvm.fit.selection import mean_log_likelihood
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 
 
 class Unconstrained(NamedTuple):
-    """Free parameters: logits (K,), means (K, D), raw scale (K, D, D) / (K, D) / (K,)."""
+    """Free parameters: logits (K,), means (K, D), raw scale (K, D, D) / (D, D) / (K, D) / (K,)."""
 
     logits: Float[Array, " K"]
     means: Float[Array, "K D"]
@@ -53,12 +55,22 @@ class GradientInfo(NamedTuple):
     grad_norm: Scalar
 
 
+def _with_diagonal(lower, diag):
+    """The strictly lower triangle of ``lower`` with ``diag`` on the diagonal."""
+    d = diag.shape[-1]
+    eye = jnp.eye(d, dtype=diag.dtype).reshape((1,) * (diag.ndim - 1) + (d, d))
+    return jnp.tril(lower, -1) + diag[..., None] * eye
+
+
 def unconstrain(params: GaussianMixture) -> Unconstrained:
-    """Map a mixture to free parameters (log of the Cholesky diagonal / of the scales)."""
-    if params.covariance_type == "full":
-        d = params.data_dim
+    """Map a mixture to free parameters (log of the Cholesky diagonal / of the scales).
+
+    The mixture's scale is canonical (non-negative Cholesky diagonal, see
+    :mod:`lvm.models.gmm`), so the logarithm is defined for every valid mixture.
+    """
+    if params.covariance_type in ("full", "tied"):
         diag = jnp.diagonal(params.scale, axis1=-2, axis2=-1)
-        raw = jnp.tril(params.scale, -1) + jnp.log(diag)[:, :, None] * jnp.eye(d)[None]
+        raw = _with_diagonal(params.scale, jnp.log(diag))
     else:
         raw = jnp.log(params.scale)
     return Unconstrained(params.log_mixture_weights, params.means, raw)
@@ -66,10 +78,9 @@ def unconstrain(params: GaussianMixture) -> Unconstrained:
 
 def constrain(raw: Unconstrained, covariance_type: str) -> GaussianMixture:
     """Inverse of :func:`unconstrain`: a valid mixture for any real-valued ``raw``."""
-    if covariance_type == "full":
-        d = raw.means.shape[1]
+    if covariance_type in ("full", "tied"):
         diag = jnp.exp(jnp.diagonal(raw.raw_scale, axis1=-2, axis2=-1))
-        scale = jnp.tril(raw.raw_scale, -1) + diag[:, :, None] * jnp.eye(d)[None]
+        scale = _with_diagonal(raw.raw_scale, diag)
     else:
         scale = jnp.exp(raw.raw_scale)
     return GaussianMixture(raw.logits, raw.means, scale, covariance_type)
@@ -114,20 +125,28 @@ def fit_gradient(
     """Full-batch gradient ascent from ``params``; returns the mixture and the log-likelihood trace.
 
     Default optimizer: Adam with a cosine-decayed learning rate
-    (``learning_rate`` -> 1% of it over ``num_steps``). The steps run in
-    centred, unit-variance coordinates (an affine change of variables, see
-    :mod:`lvm.fit._standardize`), which makes one learning rate suit every
-    dimension; the trace is in nats per point of the original data.
+    (``learning_rate`` -> 1% of it over ``num_steps``), built inside the compiled
+    function, so calls that differ only in data values or ``learning_rate`` compile
+    once. A given ``optimizer`` is a static argument: pass the same object to reuse
+    its compilation. The steps run in centred, unit-variance coordinates (an affine
+    change of variables, see :mod:`lvm.fit._standardize`), which makes one learning
+    rate suit every dimension; the trace is in nats per point of the original data.
     """
     num_steps = check_positive_int(num_steps, "num_steps")
-    x, w = _inputs(x, sample_weight, num_components=params.num_components, data_dim=params.data_dim)
+    x, w = check_mixture_data(
+        x, sample_weight, num_components=params.num_components, data_dim=params.data_dim
+    )
+    return _fit_gradient_jit(params, x, w, learning_rate, optimizer, num_steps)
+
+
+def _default_optimizer(learning_rate, num_steps: int) -> optax.GradientTransformation:
+    return optax.adam(optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01))
+
+
+def _fit_gradient_impl(params, x, weight, learning_rate, optimizer, num_steps):
+    weight = jnp.ones(x.shape[0], x.dtype) if weight is None else weight  # data split over devices
     if optimizer is None:
-        schedule = optax.cosine_decay_schedule(learning_rate, num_steps, alpha=0.01)
-        optimizer = optax.adam(schedule)
-    return _fit_gradient_jit(params, x, w, optimizer, num_steps)
-
-
-def _fit_gradient_impl(params, x, weight, optimizer, num_steps):
+        optimizer = _default_optimizer(learning_rate, num_steps)
     a = stdz.data_affine(x, weight, params.covariance_type)
     xs = a.apply(x)
     init, step = make_gradient_step(optimizer, covariance_type=params.covariance_type)

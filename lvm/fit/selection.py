@@ -7,7 +7,8 @@ p the number of free parameters,
 
 (Schwarz, 1978; Akaike, 1974); lower is better. A K-component mixture in D
 dimensions has :math:`p = (K-1) + KD + K\,c` with c = D(D+1)/2 (full), D (diag)
-or 1 (spherical) covariance parameters per component, as scikit-learn counts.
+or 1 (spherical) covariance parameters per component, and
+:math:`p = (K-1) + KD + D(D+1)/2` for one tied covariance, as scikit-learn counts.
 Everything here uses :meth:`GaussianMixture.log_marginal` and
 :meth:`~GaussianMixture.log_responsibilities` (triangular solves on differences,
 accurate far from the origin), vmapped over the data.
@@ -43,10 +44,15 @@ def mean_log_likelihood(
 
 
 def num_parameters(params: GaussianMixture) -> int:
-    """Free parameters p of the mixture: weights (K-1), means (KD), covariances."""
+    """Free parameters p of the mixture: weights (K-1), means (KD), covariances (see above)."""
     k, d = params.num_components, params.data_dim
-    per_cov = {"full": d * (d + 1) // 2, "diag": d, "spherical": 1}[params.covariance_type]
-    return (k - 1) + k * d + k * per_cov
+    covariance = {
+        "full": k * d * (d + 1) // 2,
+        "tied": d * (d + 1) // 2,
+        "diag": k * d,
+        "spherical": k,
+    }[params.covariance_type]
+    return (k - 1) + k * d + covariance
 
 
 def bic(params: GaussianMixture, x: Float[ArrayLike, "N D"]) -> Scalar:

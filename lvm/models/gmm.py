@@ -6,15 +6,22 @@ r"""The Gaussian mixture: a categorical latent z picks one of K Gaussians.
 .. math:: \log p(x) = \operatorname{logsumexp}_k \big[\log \pi_k + \log \mathcal N(x; \mu_k, \Sigma_k)\big],
           \qquad p(z = k \mid x) = \mathrm{softmax}_k\big[\log \pi_k + \log \mathcal N(x; \mu_k, \Sigma_k)\big]
 
-Covariances come in three types, stored in ``scale``:
+Covariances come in four types (scikit-learn's), stored in ``scale``:
 
 ============  ==============  ==========================================
 type          ``scale`` shape meaning
 ============  ==============  ==========================================
 ``full``      (K, D, D)       lower-triangular Cholesky factors L_k
+``tied``      (D, D)          one Cholesky factor L shared by all k
 ``diag``      (K, D)          per-dimension standard deviations
 ``spherical`` (K,)            one standard deviation per component
 ============  ==============  ==========================================
+
+The stored form is canonical: a Cholesky factor keeps a non-negative diagonal and a
+standard deviation is non-negative. :math:`\Sigma = L L^\top` does not change when a
+column of L changes sign, so the constructor flips every column whose diagonal entry is
+negative (and takes |scale| for diag and spherical); every later formula may then use
+:math:`\log L_{jj}` and :math:`\log` scale directly.
 """
 
 import math
@@ -30,7 +37,7 @@ from lvm.models.joint import Joint
 from lvm.types import Key, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)
-COVARIANCE_TYPES = ("full", "diag", "spherical")
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
 class GaussianMixture(eqx.Module):
@@ -51,9 +58,9 @@ class GaussianMixture(eqx.Module):
             raise ValueError(f"means must be (K, D), got shape {means.shape}")
         k, d = means.shape
         check_shape(logits, (k,), "logits")
-        expected = {"full": (k, d, d), "diag": (k, d), "spherical": (k,)}[covariance_type]
-        check_shape(scale, expected, f"scale ({covariance_type})")
-        self.logits, self.means, self.scale = logits, means, scale
+        expected = {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}
+        check_shape(scale, expected[covariance_type], f"scale ({covariance_type})")
+        self.logits, self.means, self.scale = logits, means, _canonical(scale, covariance_type)
         self.covariance_type = covariance_type
 
     @property
@@ -74,6 +81,8 @@ class GaussianMixture(eqx.Module):
         """Cholesky factors L_k of every covariance type, as dense (K, D, D)."""
         if self.covariance_type == "full":
             return self.scale
+        if self.covariance_type == "tied":
+            return jnp.broadcast_to(self.scale, (self.num_components, *self.scale.shape))
         eye = jnp.eye(self.data_dim, dtype=self.means.dtype)[None]
         if self.covariance_type == "diag":
             return self.scale[:, :, None] * eye
@@ -91,7 +100,10 @@ class GaussianMixture(eqx.Module):
         if self.covariance_type == "full":
             solve = jax.vmap(lambda l, r: jax.scipy.linalg.solve_triangular(l, r, lower=True))
             u = solve(self.scale, diff)
-            log_det = jnp.sum(jnp.log(jnp.abs(jnp.diagonal(self.scale, axis1=-2, axis2=-1))), -1)
+            log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale, axis1=-2, axis2=-1)), -1)
+        elif self.covariance_type == "tied":
+            u = jax.scipy.linalg.solve_triangular(self.scale, diff.T, lower=True).T
+            log_det = jnp.sum(jnp.log(jnp.diagonal(self.scale)))
         elif self.covariance_type == "diag":
             u = diff / self.scale
             log_det = jnp.sum(jnp.log(self.scale), -1)
@@ -136,3 +148,12 @@ class GaussianMixture(eqx.Module):
         z = self.prior().sample(z_key)
         eps = jax.random.normal(x_key, (self.data_dim,), self.means.dtype)
         return z, self.means[z] + self.scale_tril[z] @ eps
+
+
+def _canonical(scale, covariance_type: str):
+    """``scale`` with a non-negative Cholesky diagonal (columns flipped) or |standard deviation|."""
+    if covariance_type in ("full", "tied"):
+        diag = jnp.diagonal(scale, axis1=-2, axis2=-1)
+        sign = jnp.where(diag < 0, -1, 1).astype(scale.dtype)
+        return scale * sign[..., None, :]  # L diag(s): (L diag(s))(L diag(s))^T = L L^T
+    return jnp.abs(scale)

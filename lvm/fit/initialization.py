@@ -1,0 +1,81 @@
+"""EM's starting point: k-means++ centres, hard assignments, one M-step.
+
+Each point goes to its nearest centre (k-means++ seeds, optionally refined by Lloyd's
+iterations, :mod:`lvm.fit.kmeans`); the mixture is the weighted maximum-likelihood fit
+to those hard assignments (:func:`lvm.fit._expfam.m_step`).
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jaxtyping import ArrayLike, Float
+
+from lvm._checks import (
+    check_choice,
+    check_finite_result,
+    check_mixture_data,
+    check_non_negative,
+    check_positive_int,
+)
+from lvm.fit import _expfam as ef
+from lvm.fit import _standardize as stdz
+from lvm.fit.kmeans import kmeans, kmeans_plusplus, squared_distances
+from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
+from lvm.types import Key
+
+
+def initial(key, phi, weight, reg, num_components, covariance_type, kmeans_iters, layout):
+    """The initial mixture in standardised coordinates, from prepared features (see ``_expfam.prepare``)."""
+    xs = phi[:, : reg.shape[0]]  # the standardised data are the first D features
+    if kmeans_iters > 0:
+        centres, labels = kmeans(
+            key, xs, num_components, num_iters=kmeans_iters, sample_weight=weight
+        )
+    else:
+        centres = kmeans_plusplus(key, xs, num_components, sample_weight=weight)
+        labels = jnp.argmin(squared_distances(xs, centres), -1)
+    resp = jax.nn.one_hot(labels, num_components, dtype=xs.dtype)
+    sums = ef.given_sums(resp, phi, weight, covariance_type, layout)
+    return ef.m_step(sums, jnp.sum(weight), reg, covariance_type)
+
+
+def initialize(
+    key: Key,
+    x: Float[ArrayLike, "N D"],
+    *,
+    num_components: int,
+    covariance_type: str = "full",
+    reg_covar: float = 1e-6,
+    sample_weight: Float[ArrayLike, " N"] | None = None,
+    kmeans_iters: int = 0,
+) -> GaussianMixture:
+    """The initial mixture :func:`lvm.fit.fit_em` starts a restart from (k-means++ -> hard M-step).
+
+    ``split(key, num_restarts)[r]`` passed here gives restart r's starting point. Raises
+    ``ValueError`` if a hard cluster's covariance is not positive definite even with the
+    floor ``reg_covar`` (in float32, a cluster of fewer than D + 1 points needs a floor
+    above about 1e-7 times the data's variance).
+    """
+    k = check_positive_int(num_components, "num_components")
+    check_choice(covariance_type, COVARIANCE_TYPES, "covariance_type")
+    check_non_negative(reg_covar, "reg_covar")
+    x, w = check_mixture_data(x, sample_weight, num_components=k)
+    layout = ef.row_layout(x)
+    p0 = _initialize_jit(key, x, w, reg_covar, k, covariance_type, int(kmeans_iters), layout)
+    message = (
+        f"the initial mixture is not finite: a hard cluster's covariance plus reg_covar={reg_covar:g} "
+        "is not positive definite (fewer than D + 1 distinct points in it); increase reg_covar, "
+        "use fewer components, or fit in float64"
+    )
+    return check_finite_result(p0, message)
+
+
+@functools.partial(jax.jit, static_argnums=(4, 5, 6, 7))
+def _initialize_jit(
+    key, x, weight, reg_covar, num_components, covariance_type, kmeans_iters, layout
+):
+    weight = jnp.ones(x.shape[0], x.dtype) if weight is None else weight
+    a, phi, weight, reg = ef.prepare(x, weight, reg_covar, covariance_type, layout)
+    p0 = initial(key, phi, weight, reg, num_components, covariance_type, kmeans_iters, layout)
+    return stdz.from_standard(p0, a)
