@@ -116,7 +116,18 @@ def test_a_resume_with_another_objective_is_refused_before_anything_is_written(i
 
 def test_objectives_as_json():
     specs = {
-        lvm.IWAE(5, chunk_size=2): {"type": "IWAE", "num_samples": 5, "chunk_size": 2},
+        lvm.IWAE(5, chunk_size=2): {
+            "type": "IWAE",
+            "num_samples": 5,
+            "chunk_size": 2,
+            "gradient": "reparam",
+        },
+        lvm.IWAE(5, gradient="dreg"): {
+            "type": "IWAE",
+            "num_samples": 5,
+            "chunk_size": None,
+            "gradient": "dreg",
+        },
         ScaledELBO(3.0): {"type": "test_train_objectives:ScaledELBO", "scale": 3.0},
         renyi_half: {"function": "test_train_objectives:renyi_half"},
         functools.partial(renyi_bound, alpha=0.25, num_samples=3): {
