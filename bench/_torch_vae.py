@@ -83,7 +83,7 @@ def make_train_step(model: TorchVAE, optimizer, objective: str, num_samples: int
     bound = OBJECTIVES[objective]
 
     def loss_fn(batch):
-        return -bound(model.log_mixture_weights(batch, num_samples)).mean()
+        return -bound(model.log_weights(batch, num_samples)).mean()
 
     if compile:
         loss_fn = torch.compile(loss_fn)
