@@ -1,12 +1,18 @@
 """Importance-sampled test log p(x) of the VAE: images per second and peak memory, lvm vs PyTorch.
 
-* **throughput**: ``lvm.evaluate.log_px`` with k = 5,000 particles (streamed in chunks of
-  500, batches of 100 images) on 1,000 binarized MNIST test images, against the PyTorch
-  reference of bench/_torch_vae.py doing the same (``no_grad``, chunked the same way, the
-  encoder run once per batch) at 1 and 2 threads. Reported as images per second, the ratio
-  against PyTorch's faster setting, and GFLOP/s of the dense layers (434 kflops per image
-  for the encoder, 414 kflops per particle for the decoder, forward only) as a fraction of
-  the float32 matmul peak (bench/matmul.py). The first lvm call (compile) is timed apart.
+* **throughput**: ``lvm.evaluate.log_px`` with k = 5,000 particles on 1,000 binarized
+  MNIST test images, against the PyTorch reference of bench/_torch_vae.py doing the same
+  (``no_grad``, chunked the same way, the encoder run once per batch) at 1 and 2 threads,
+  for several (particles per chunk, images per batch) settings: (500, 100), the setting of
+  the earlier runs; (100, 100), ``log_px``'s earlier default; (100, 50), its default now;
+  (250, 20). What matters is the rows per step, images x particles: 5,000 or 10,000 rows of
+  784 float32 logits (16 or 31 MB) stay near the caches, 50,000 (157 MB) go to memory. lvm
+  runs in a fresh process per setting, on 1 CPU device and, with ``jax_num_cpu_devices=2``,
+  on 2 (data parallel over the images of a batch). Reported as
+  images per second, the ratio of the best lvm row against PyTorch's best row (any thread
+  count and setting) and at equal settings, and GFLOP/s of the dense layers (434 kflops per
+  image for the encoder, 414 kflops per particle for the decoder, forward only) as a
+  fraction of the float32 matmul peak (bench/matmul.py). Compilation is timed apart.
 * **memory**: peak RSS of a fresh subprocess per (framework, k, streaming or not) for
   k = 500, 5,000, 50,000 on 10 images (batches of 10): streaming with chunks of 500
   against unchunked (all k particles at once; PyTorch with one chunk of k). The JSON gives
@@ -16,7 +22,7 @@ The model is an untrained VAE with the default architecture (speed does not depe
 weights). Data: the binarized MNIST test set through ``lvm.data.mnist``; if it cannot be
 loaded, a random binary array of the same shape (the JSON says which).
 
-    python bench/vae_eval.py              # about 9 minutes on the 2-core CPU (5 with --skip-memory)
+    python bench/vae_eval.py              # about 15 minutes on the 2-core CPU (11 with --skip-memory)
     python bench/vae_eval.py --quick      # ~40 s (imports, data, compiles, 4 subprocesses)
     flock /tmp/lvm-heavy.lock python bench/vae_eval.py   # the committed numbers
 
@@ -47,6 +53,9 @@ class Config:
     num_samples: int = 5000
     chunk_size: int = 500
     batch_size: int = 100
+    #: (particles per chunk, images per batch) of the throughput rows.
+    settings: tuple[tuple[int, int], ...] = ((500, 100), (100, 100), (100, 50), (250, 20))
+    lvm_devices: tuple[int, ...] = (1, 2)
     torch_threads: tuple[int, ...] = (1, 2)
     memory_num_samples: tuple[int, ...] = (500, 5000, 50_000)
     memory_images: int = 10
@@ -58,6 +67,7 @@ QUICK = Config(
     num_samples=100,
     chunk_size=50,
     batch_size=10,
+    settings=((50, 10),),
     torch_threads=(1,),
     memory_num_samples=(100,),
 )
@@ -123,43 +133,75 @@ def report(impl, cfg, seconds, estimate, peak_gflops, data, **extra) -> float:
     return images_per_second
 
 
-def throughput(cfg: Config, torch, peak_gflops: float) -> None:
-    images, data = load_test_images(cfg)
-    settings = dict(num_samples=cfg.num_samples, chunk_size=cfg.chunk_size)
-    settings["batch_size"] = cfg.batch_size
-    run = lvm_log_px(cfg, images, **settings)
-    start = time.perf_counter()
-    run()  # the whole set is one compiled lax.map over batches: the first call compiles it
-    first = time.perf_counter() - start
+def throughput_child(cfg: Config, devices: int, chunk_size: int, batch_size: int) -> None:
+    """In a fresh process: ``log_px`` on ``devices`` CPU devices; prints seconds and estimate."""
+    jax.config.update("jax_num_cpu_devices", devices)  # before anything starts the backend
+    images, _ = load_test_images(cfg)
+    run = lvm_log_px(
+        cfg, images, num_samples=cfg.num_samples, chunk_size=chunk_size, batch_size=batch_size
+    )
+    run(images[:batch_size])  # compile
     start = time.perf_counter()
     estimate = run()
     seconds = time.perf_counter() - start
-    compile_seconds = max(first - seconds, 0.0)
-    lvm_rate = report(
-        "lvm", cfg, seconds, estimate, peak_gflops, data, compile_seconds=compile_seconds
-    )
+    print(json.dumps({"seconds": seconds, "estimate": np.asarray(estimate).tolist()}))
+
+
+def throughput(cfg: Config, torch, peak_gflops: float, quick: bool) -> None:
+    images, data = load_test_images(cfg)
+    rates = {}
+    for chunk_size, batch_size in cfg.settings:
+        setting = dict(chunk_size=chunk_size, batch_size=batch_size)
+        for devices in cfg.lvm_devices:
+            flags = ["--quick"] if quick else []
+            out = subprocess.run(
+                [sys.executable, __file__, *flags, "--seed", str(cfg.seed),
+                 "--_throughput_child", f"{devices},{chunk_size},{batch_size}"],
+                capture_output=True, text=True, check=True,
+            )  # fmt: skip
+            result = json.loads(out.stdout.strip().splitlines()[-1])
+            rates[("lvm", devices, chunk_size, batch_size)] = report(
+                "lvm", replace(cfg, chunk_size=chunk_size), result["seconds"],
+                result["estimate"], peak_gflops, data, devices=devices, batch_size=batch_size,
+            )  # fmt: skip
+        if torch is None:
+            continue
+        for threads in cfg.torch_threads:
+            torch.set_num_threads(threads)
+            settings = dict(num_samples=cfg.num_samples, **setting)
+            run = torch_log_px(torch, cfg, images, **settings)
+            torch_log_px(torch, cfg, images[:batch_size], **settings)()  # warm-up
+            start = time.perf_counter()
+            estimate = run().numpy()
+            seconds = time.perf_counter() - start
+            rates[("pytorch", threads, chunk_size, batch_size)] = report(
+                "pytorch", replace(cfg, chunk_size=chunk_size), seconds, estimate, peak_gflops,
+                data, torch_threads=threads, batch_size=batch_size,
+            )  # fmt: skip
     if torch is None:
         return
-    torch_rates = []
-    for threads in cfg.torch_threads:
-        torch.set_num_threads(threads)
-        run = torch_log_px(torch, cfg, images, **settings)
-        run_small = torch_log_px(torch, cfg, images[: cfg.batch_size], **settings)
-        run_small()  # warm-up: allocator and thread pool
-        start = time.perf_counter()
-        estimate = run().numpy()
-        seconds = time.perf_counter() - start
-        rate = report("pytorch", cfg, seconds, estimate, peak_gflops, data, torch_threads=threads)
-        torch_rates.append(rate)
+    best = {
+        impl: max((r, key) for key, r in rates.items() if key[0] == impl)
+        for impl in ("lvm", "pytorch")
+    }
+    same = {
+        f"{c}x{b}": round(
+            max(r for key, r in rates.items() if key[0] == "lvm" and key[2:] == (c, b))
+            / max(r for key, r in rates.items() if key[0] == "pytorch" and key[2:] == (c, b)),
+            2,
+        )
+        for c, b in cfg.settings
+    }
     emit(
         {
             "bench": "vae_log_px_speedup",
             "num_samples": cfg.num_samples,
-            "lvm_images_per_second": round(lvm_rate, 2),
-            "best_pytorch_images_per_second": round(max(torch_rates), 2),
-            "speedup_vs_best_pytorch": round(lvm_rate / max(torch_rates), 2),
+            "lvm_best": {"images_per_second": round(best["lvm"][0], 2), "devices_chunk_batch": best["lvm"][1][1:]},
+            "pytorch_best": {"images_per_second": round(best["pytorch"][0], 2), "threads_chunk_batch": best["pytorch"][1][1:]},
+            "speedup_best_vs_best": round(best["lvm"][0] / best["pytorch"][0], 2),
+            "speedup_at_equal_setting": same,
         }
-    )
+    )  # fmt: skip
 
 
 def child(cfg: Config, framework: str, k: int, streaming: bool) -> None:
@@ -208,8 +250,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-memory", action="store_true", help="throughput only")
     parser.add_argument("--_child", help=argparse.SUPPRESS)
+    parser.add_argument("--_throughput_child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     cfg = replace(QUICK if args.quick else Config(), seed=args.seed)
+    if args._throughput_child:
+        throughput_child(cfg, *map(int, args._throughput_child.split(",")))
+        return
     if args._child:
         framework, k, streaming = args._child.split(",")
         child(cfg, framework, int(k), bool(int(streaming)))
@@ -225,7 +271,7 @@ def main() -> None:
             "load_average_1min": os.getloadavg()[0],
         }
     )
-    throughput(cfg, torch, peak)
+    throughput(cfg, torch, peak, args.quick)
     if not args.skip_memory:
         memory(cfg, torch, args.quick)
 

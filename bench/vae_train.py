@@ -22,6 +22,7 @@ loaded, a random binary array of the same shape (the JSON says which).
     python bench/vae_train.py                    # 1-7 minutes on the shared 2-core CPU (load)
     python bench/vae_train.py --torch-compile    # + torch.compile rows, about 3 minutes more
     python bench/vae_train.py --quick            # ~30 s (imports, data, compiles)
+    python bench/vae_train.py --devices 2        # lvm data parallel over 2 CPU devices
     flock /tmp/lvm-heavy.lock python bench/vae_train.py   # the committed numbers
 
 PyTorch is optional (``pip install torch==2.13.0``, the CPU wheel); without it the
@@ -91,13 +92,15 @@ def objective_for(k: int):
 
 def time_lvm(cfg: Config, k: int, steps: int, images: np.ndarray) -> dict:
     from lvm.models.vae import VAE, VAEConfig
+    from lvm.sharding import make_mesh, replicate
     from lvm.train import make_train_epoch
 
     init_key, train_key = jax.random.split(jax.random.key(cfg.seed))
     optimizer = optax.adam(1e-3, b1=0.9, b2=0.999, eps=1e-4)
     init, epoch = make_train_epoch(objective_for(k), optimizer, batch_size=cfg.batch_size)
     state = init(VAE(VAEConfig(), key=init_key))
-    subset = jnp.asarray(images[: steps * cfg.batch_size])
+    # On every device of the default mesh (all of jax.devices()): each takes part of a batch.
+    subset = replicate(jnp.asarray(images[: steps * cfg.batch_size]), make_mesh())
     calls = 0
 
     def run():
@@ -160,7 +163,11 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two k, three steps: seconds")
     parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--devices", type=int, default=1, help="CPU devices for lvm (jax_num_cpu_devices)"
+    )
     args = parser.parse_args()
+    jax.config.update("jax_num_cpu_devices", args.devices)  # before the backend starts
     cfg = QUICK if args.quick else Config()
     cfg = replace(cfg, seed=args.seed, torch_compile=args.torch_compile)
     torch = import_torch()
@@ -172,6 +179,7 @@ def main() -> None:
             "jax": jax.__version__,
             "torch": torch.__version__ if torch else None,
             "load_average_1min": os.getloadavg()[0],
+            "lvm_devices": jax.device_count(),
         }
     )
     images, data = load_train_images(cfg.seed)

@@ -119,7 +119,7 @@ def log_px(
     num_steps: int = 1000,
     num_chains: int = 1,
     num_leapfrog_steps: int = 10,
-    batch_size: int = 100,
+    batch_size: int = 50,
     mesh: Mesh | None = None,
     progress: bool = True,
 ) -> np.ndarray:
@@ -131,6 +131,12 @@ def log_px(
     :func:`lvm.ais` from q(z|x_i) (see :func:`log_px_estimator`), which costs
     ``num_chains * ((num_steps - 1) * num_leapfrog_steps + 1)`` gradient evaluations of
     log p(x, z) per image. ``progress`` shows a bar over the batches.
+
+    The numbers do not depend on ``batch_size`` (datapoint i draws with ``fold_in(key, i)``),
+    only the speed: a step evaluates ``batch_size * chunk_size`` particles, and 5,000 of them
+    (784 logits each, 16 MB) stay in cache where 50,000 do not. On the 2-core CPU the
+    defaults (50 x 100) ran at 52-60 images per second with k = 5,000, against 22 for
+    100 x 500 (``bench/vae_eval.py``).
     """
     estimator = log_px_estimator(
         method,
@@ -208,7 +214,7 @@ def evaluate(
     num_steps: int = 1000,
     num_chains: int = 1,
     num_leapfrog_steps: int = 10,
-    batch_size: int = 100,
+    batch_size: int = 50,
     mesh: Mesh | None = None,
     progress: bool = True,
 ) -> EvalResult:
