@@ -32,13 +32,16 @@ k = 5,000?", is read off as the distance from the IS line up to the AIS line (a 
 on that distance) and, on simulated data, up to the BDMC upper bound (an upper bound on it).
 
 Run: ``python experiments/estimators_ais_vs_is.py`` (``--quick``: tiny models, about a
-minute). Cost, an ESTIMATE until the full run is measured: AIS and BDMC take
-2 models * 100 images * 10 leapfrog steps * (14,400 + 2 * 11,100 temperatures) = 73 M
-gradient evaluations of the 784-200-200-50 decoder. AIS on 100 images ran at 40,000-75,000
-gradient evaluations per second on this 2-core CPU with other jobs running, so that is
-16-30 minutes (up to 40 on a busier machine); IS and the ELBO add about a minute, and the
-two models are trained first if ``runs/vae`` does not hold them yet (about 10 minutes at
-the default budget of 5 epochs). No result is stated here until that run has been made.
+minute). Cost: AIS and BDMC take 2 models * 100 images * 10 leapfrog steps * (14,400 +
+2 * 11,100 temperatures) = 73 M gradient evaluations of the 784-200-200-50 decoder. The
+default run took 17.7 minutes (15.1 min of CPU) on the 2-core CPU with both models already
+in ``runs/vae``; training them first adds about 7 minutes (5 epochs).
+
+Should hit (seed 0, 5 epochs), mean over the images: IS with k = 5,000 is 0.25 +- 0.08
+nats below AIS with T = 10,000 for VAE k=1 and 0.82 +- 0.11 below it for IWAE k=50 (AIS
+rises by only 0.02 and 0.05 nats from T = 1,000 to 10,000); on the simulated images the
+BDMC gap at T = 10,000 is 0.012 +- 0.010 and -0.006 +- 0.015 nats (zero within error), and
+IS sits 0.43-0.44 and 0.76 nats below the sandwich.
 """
 
 import sys

@@ -19,7 +19,7 @@ with Burda et al.'s schedule). Cached under ``runs/vae`` like the other VAE runs
 
 Run: ``python experiments/vae_latent2d.py`` (``just figures`` runs it); 85 s on 2 shared CPU
 cores from scratch (about 3 s per epoch), seconds once trained. ``--quick``: seconds.
-Should hit (seed 0, 20 epochs): test ELBO -143.8 nats per image (two latents carry little
+Should hit (seed 0, 20 epochs): test ELBO -143.9 nats per image (two latents carry little
 information; the 50-D models reach -124 in 5 epochs), a manifold showing 0, 1, 2, 3, 5, 6,
 7, 8 and 9, and corr(ink, E_q[z_1]) = -0.54: the ink count is one direction of the space.
 """

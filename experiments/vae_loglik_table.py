@@ -39,17 +39,19 @@ and, by default, 5 epochs.
 Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
 (784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_common.py``).
 
-Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). On 2 shared CPU
-cores the k = 5,000 evaluations took 20-50 s per model on 1,000 images (all five: about
-3.5 min, the whole test set would take ten times that); training the five models from
-scratch adds about 16 min (the two k = 50 models 60-100 s per epoch each). The AIS column
-adds about 5 x 100 x 9,991 = 5 M gradient evaluations, an ESTIMATED 1-2 min at the
-40,000-75,000 per second measured for AIS on this CPU (not yet measured on the full run).
-``--quick``: seconds.
+Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). With the seven
+runs in ``runs/vae`` it took 5.0 minutes on the 2-core CPU: the k = 5,000 evaluations
+19-34 s per model on 1,000 images (the whole test set would take ten times that) and the
+AIS column (100 x 9,991 = 1 M gradient evaluations per model) 11-12 s per model; training
+the seven models from scratch adds about 30 minutes with other jobs on the machine (the
+k = 50 models 50-140 s per epoch). ``--quick``: seconds.
 Should hit (seed 0, 5 epochs): log p(x) of -118.1 (VAE k=1), -115.0 (VAE k=5), -115.1
-(VAE k=50), -113.1 (IWAE k=5) and -109.2 nats (IWAE k=50), +- 1.0 over images; paired
-with VAE k=1, IWAE k=50 is better by 8.9 +- 0.3 nats. Far from the published -86.8 to
--84.8: 5 epochs instead of 3,280, and static instead of dynamic binarization.
+(VAE k=50), -113.2 (IWAE k=5), -108.9 (IWAE k=50), -111.1 (IWAE k=5, DReG) and -107.5 nats
+(IWAE k=50, DReG), +- 1.0 over images; paired with VAE k=1, IWAE k=50 is better by
+9.2 +- 0.3 nats; DReG beats plain IWAE by 2.13 +- 0.13 (k=5) and 1.43 +- 0.12 nats (k=50);
+AIS (T = 1,000) lies 0.14-0.85 nats above IS on the first 100 images. Far from the
+published -86.8 to -84.8: 5 epochs instead of 3,280, and static instead of dynamic
+binarization.
 """
 
 import sys
