@@ -152,3 +152,23 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
     for config in others:
         assert common.run_dir(tmp_path, "iwae_k50", config, 50_000) != same
     assert common.run_dir(tmp_path, "iwae_k50", base, 500) != same
+
+
+def test_ais_vs_is_quick(tmp_path):
+    """``estimators_ais_vs_is --quick``: two tiny models, ELBO / IS / AIS on 6 test images, BDMC on
+    6 simulated ones. Its claims that hold on a quick run: the cost model, binary images score
+    below 0, the longest AIS beats the ELBO, and BDMC's lower bound lies below its upper one."""
+    results = _run_quick("estimators_ais_vs_is", tmp_path)
+    _assert_finite(results)
+    assert results["results"].keys() == {"vae_k1", "iwae_k50"}
+    config = results["config"]
+    for r in results["results"].values():
+        test, simulated = r["test"], r["simulated"]
+        # AIS costs (T - 1) L + 1 gradient evaluations per chain; IS with k costs k.
+        for row in test["ais"]:
+            assert row["cost"] == (row["num_steps"] - 1) * config["num_leapfrog_steps"] + 1
+        assert [row["cost"] for row in test["is"]] == config["is_num_samples"]
+        assert all(row["mean"] < 0 for row in test["is"] + test["ais"])
+        assert test["ais"][-1]["mean"] > test["elbo"]["mean"]
+        for row in simulated["bdmc"]:
+            assert row["lower"]["mean"] < row["upper"]["mean"]
