@@ -487,14 +487,16 @@ def load_data(budget: Budget) -> BinarizedMNIST:
     )
 
 
+def model_config(name: str, budget: Budget) -> VAEConfig:
+    """The architecture of run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)."""
+    latent_dim = 2 if name == "vae2d_k1" else budget.latent_dim
+    return VAEConfig(latent_dim=latent_dim, hidden_sizes=budget.hidden_sizes)
+
+
 def train_config(name: str, budget: Budget, *, seed: int) -> TrainConfig:
     """The :class:`TrainConfig` of run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)."""
     latent_2d = name == "vae2d_k1"
     return TrainConfig(
-        model=VAEConfig(
-            latent_dim=2 if latent_2d else budget.latent_dim,
-            hidden_sizes=budget.hidden_sizes,
-        ),
         objective=ELBO(1) if latent_2d else RUNS[name],
         num_epochs=budget.num_epochs_2d if latent_2d else budget.num_epochs,
         learning_rate=budget.learning_rate,
@@ -531,7 +533,9 @@ class _Verbatim(str):
         return str(self)
 
 
-def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int) -> Path:
+def run_dir(
+    runs_dir: Path, name: str, config: TrainConfig, num_train: int, model: VAEConfig
+) -> Path:
     """``<runs_dir>/<name>-<fingerprint>``: the fingerprint covers all but the epoch settings.
 
     Runs that differ only in ``num_epochs`` share a folder, so asking for more epochs
@@ -544,6 +548,7 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int) -> P
         if f.name not in epoch_settings
     }
     settings["num_train"] = num_train
+    settings["model"] = model
     if config.nonfinite == "raise":
         # The default policy trains exactly as before these fields existed: same folder.
         del settings["nonfinite"], settings["max_consecutive_skips"]
@@ -564,12 +569,13 @@ def trained(name: str, budget: Budget, data: BinarizedMNIST, *, seed: int, runs_
     of the run, with the training and validation bound of the run's own objective.
     """
     config = train_config(name, budget, seed=seed)
-    out_dir = run_dir(runs_dir, name, config, len(data.train))
+    out_dir = run_dir(runs_dir, name, config, len(data.train), model_config(name, budget))
     resume = (out_dir / "checkpoint.eqx").is_file()
     print(f"[{name}] {'resuming' if resume else 'training'} -> {out_dir}", flush=True)
     result = train_vae(
         config,
         data.train,
+        model_config=model_config(name, budget),
         validation_x=data.validation,
         out_dir=out_dir,
         resume=resume,

@@ -166,11 +166,10 @@ def _timed(fn):
 def run_model(name, model, test_x, key, config: Config) -> dict:
     """Every estimate on the test images and the BDMC sandwich on simulated images."""
     elbo_key, is_key, ais_key, sim_key, bdmc_key = jax.random.split(key, 5)
-    ais_settings = dict(num_chains=config.num_chains, num_leapfrog_steps=config.num_leapfrog_steps)
     k_ref = max(config.is_num_samples)
 
     def is_values(x, k):
-        return log_px(is_key, model, x, num_samples=k, chunk_size=config.chunk_size,
+        return log_px(is_key, model, x, lvm.IWAE(k, chunk_size=config.chunk_size),
                       batch_size=config.batch_size)  # fmt: skip
 
     per_is, seconds = {}, {}
@@ -193,10 +192,8 @@ def run_model(name, model, test_x, key, config: Config) -> dict:
                 ais_key,
                 model,
                 test_x,
-                method="ais",
-                num_steps=t,
+                lvm.AIS(t, config.num_chains, config.num_leapfrog_steps),
                 batch_size=config.batch_size,
-                **ais_settings,
             )  # fmt: skip
         )
         test["ais"].append(

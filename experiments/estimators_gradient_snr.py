@@ -74,7 +74,7 @@ from _common import (
 )
 
 import lvm
-from lvm.estimators import model_bound
+from lvm import model_bound
 
 NAME = "estimators_gradient_snr"
 PARTS = ("linear", "mnist")
@@ -239,7 +239,7 @@ def _mnist_gradients(config: Config, k: int, gradient: str, model, key, *, x):
     enc_index, dec_index = _mnist_selection(model, config.mnist_params_per_group)
 
     def one(key):
-        g = eqx.filter_grad(lambda m: model_bound(objective, key, m, x))(model)
+        g = eqx.filter_grad(lambda m: model_bound(key, m, x, objective))(model)
         return {
             "encoder": g.encoder.layers[-1].bias[enc_index],
             "decoder": g.decoder.layers[-1].bias[dec_index],

@@ -15,7 +15,7 @@ k=50 (the bound L_k), this reports
   images of the test split (default budget; ``--num-test 0`` or ``--paper-budget``: all
   10,000), with the standard error over images and, since every model sees the same
   images, the paired difference to VAE k=1 with its standard error;
-* test log p(x) by annealed importance sampling (``lvm.evaluate.log_px(method="ais")``:
+* test log p(x) by annealed importance sampling (``lvm.evaluate.log_px(key, model, x, lvm.AIS(T))``:
   AIS from q(z|x) to p(z|x) over T = 1,000 temperatures of a sigmoidal schedule, 1 chain,
   10 leapfrog steps per HMC transition; Wu et al., 2017) on the first 100 test images,
   beside IS with k = 5,000 on the same 100 images and their paired difference. AIS costs
@@ -77,7 +77,7 @@ from _common import (
     trained,
 )
 
-from lvm import ELBO
+from lvm import AIS, ELBO, IWAE
 from lvm.evaluate import active_units, bound, log_px
 
 NAME = "vae_loglik_table"
@@ -213,8 +213,7 @@ def main(argv=None) -> dict:
             keys.log_px,
             result.model,
             test_subset,
-            num_samples=budget.eval_num_samples,
-            chunk_size=budget.eval_chunk_size,
+            IWAE(budget.eval_num_samples, chunk_size=budget.eval_chunk_size),
         )
         seconds = time.perf_counter() - start
         start = time.perf_counter()
@@ -222,10 +221,7 @@ def main(argv=None) -> dict:
             keys.ais,
             result.model,
             ais_subset,
-            method="ais",
-            num_steps=config.ais_num_steps,
-            num_chains=config.ais_num_chains,
-            num_leapfrog_steps=config.ais_num_leapfrog_steps,
+            AIS(config.ais_num_steps, config.ais_num_chains, config.ais_num_leapfrog_steps),
         )
         ais_seconds = time.perf_counter() - start
         ais_values = np.asarray(ais_values, np.float64)

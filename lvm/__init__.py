@@ -9,6 +9,7 @@ by name; the core math is re-exported here.
 """
 
 from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
+from lvm.amortized import model_bound
 from lvm.distributions import (
     Categorical,
     DiagonalNormal,
@@ -37,12 +38,12 @@ from lvm.estimators import (
     linear_schedule,
     log_weight,
     log_weights,
-    model_bound,
     naive_monte_carlo,
     sigmoid_schedule,
     sumo,
 )
-from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
+from lvm.joint import Joint
+from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
 
 __all__ = [
     "AIS",

@@ -54,7 +54,7 @@ def check_finite_tree(tree, name: str, hint: str = "") -> None:
     evaluated, e.g. ``check_finite_tree(model, "model")``.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if eqx.is_inexact_array(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+        if eqx.is_inexact_array(leaf) and not np.all(np.isfinite(host_value(leaf))):
             raise ValueError(f"{name}{jax.tree_util.keystr(path)} contains NaN or Inf{hint}")
 
 
@@ -63,15 +63,16 @@ def check_data(
     *,
     data_dim: int | None = None,
     name: str = "x",
-    unit_interval: bool = False,
+    datum_ndim: int | None = 1,
 ):
-    """A data set as a finite floating (N, D) NumPy array, N >= 1, checked eagerly.
+    """A data set as a finite floating NumPy array whose first axis runs over N >= 1 datapoints.
 
     Integer and boolean arrays are converted to the default float type; any other
-    non-floating dtype raises ``TypeError``. ``data_dim`` fixes D; ``unit_interval``
-    also requires every value in [0, 1] (what a Bernoulli likelihood can score).
-    A traced ``x`` (inside ``jit``) is checked for shape and dtype and returned with
-    its finiteness check compiled in.
+    non-floating dtype raises ``TypeError``. ``datum_ndim`` fixes the rank of one datapoint
+    (1 by default: an (N, D) table; None: any rank, e.g. (N, 28, 28) images), ``data_dim``
+    the size D of a vector datapoint. A traced ``x`` (inside ``jit``) is checked for shape
+    and dtype only. What a likelihood can score (e.g. [0, 1] for Bernoulli pixels) is the
+    model's rule, checked by its ``validate_data``.
     """
     traced = isinstance(x, jax.core.Tracer)
     if not traced:
@@ -81,18 +82,23 @@ def check_data(
         x = x.astype(jnp.result_type(float))
     elif kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
-    if x.ndim != 2 or x.shape[0] < 1 or (data_dim is not None and x.shape[1] != data_dim):
-        raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
-    if traced:
-        return check_finite(x, name)
-    if not np.all(np.isfinite(x)):
+    if datum_ndim is None:
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ValueError(
+                f"{name} must have shape (N, ...) with N >= 1 datapoints, got {x.shape}"
+            )
+    else:
+        want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
+        if datum_ndim != 1:
+            want = "(N, " + ", ".join(["..."] * datum_ndim) + ")"
+        if (
+            x.ndim != datum_ndim + 1
+            or x.shape[0] < 1
+            or (data_dim is not None and x.shape[1:] != (data_dim,))
+        ):
+            raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
+    if not traced and not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or Inf")
-    if unit_interval and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(
-            f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a Bernoulli "
-            "likelihood needs pixel intensities in [0, 1]; binarize or rescale the data"
-        )
     return x
 
 

@@ -35,7 +35,6 @@ def poisoned_elbo(key, log_joint, proposal, x):
 def config(num_epochs: int, **overrides) -> TrainConfig:
     """The run of these tests (the same compiled epoch for all of them in one process)."""
     settings = dict(
-        model=SMALL,
         objective=poisoned_elbo,
         num_epochs=num_epochs,
         checkpoint_every=1,
@@ -69,7 +68,7 @@ def _pause_before_second_rename() -> None:
 def main(out_dir: Path, mode: str) -> None:
     if mode == "pause-before-rename":
         _pause_before_second_rename()
-    train_vae(config(FOREVER), images(), out_dir=out_dir, progress=False)
+    train_vae(config(FOREVER), images(), model_config=SMALL, out_dir=out_dir, progress=False)
 
 
 if __name__ == "__main__":

@@ -44,6 +44,10 @@ def _config(num_epochs: int = 1, **overrides) -> TrainConfig:
     return worker.config(num_epochs, **overrides)
 
 
+def _train(config, x, **kwargs):
+    return train_vae(config, x, model_config=worker.SMALL, **kwargs)
+
+
 def _bytes(tree) -> list[bytes]:
     return [np.asarray(leaf).tobytes() for leaf in jax.tree.leaves(tree)]
 
@@ -63,7 +67,7 @@ def test_a_resumed_run_that_meets_an_infinite_gradient_raises_and_keeps_its_chec
     images, tmp_path
 ):
     config = _config(num_epochs=1)
-    train_vae(config, images, out_dir=tmp_path, progress=False)
+    _train(config, images, out_dir=tmp_path, progress=False)
     checkpoint, metrics = tmp_path / "checkpoint.eqx", tmp_path / "metrics.jsonl"
     saved, logged = checkpoint.read_bytes(), metrics.read_text()
 
@@ -75,17 +79,18 @@ def test_a_resumed_run_that_meets_an_infinite_gradient_raises_and_keeps_its_chec
     step = int(np.flatnonzero(order == 123)[0]) // config.batch_size + 1
     longer = dataclasses.replace(config, num_epochs=3)
     with pytest.raises(NonFiniteError, match=rf"loss and gradient at epoch 2, step {step} of 4"):
-        train_vae(longer, bad, out_dir=tmp_path, resume=True, progress=False)
+        _train(longer, bad, out_dir=tmp_path, resume=True, progress=False)
     assert checkpoint.read_bytes() == saved  # byte-identical
     assert metrics.read_text() == logged
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
         "checkpoint.eqx",
         "config.json",
         "metrics.jsonl",
     ]
     # The kept checkpoint resumes, on clean data, to the bytes of an uninterrupted run.
-    resumed = train_vae(longer, images, out_dir=tmp_path, resume=True, progress=False)
-    uninterrupted = train_vae(longer, images, progress=False)
+    resumed = _train(longer, images, out_dir=tmp_path, resume=True, progress=False)
+    uninterrupted = _train(longer, images, progress=False)
     assert _bytes(resumed.state) == _bytes(uninterrupted.state)
 
 
@@ -93,7 +98,7 @@ def test_the_error_names_the_causes_and_the_kept_checkpoint(images, tmp_path):
     bad = images.copy()
     bad[:, 0] = POISON  # every minibatch: the first step of the first epoch
     with pytest.raises(NonFiniteError) as err:
-        train_vae(_config(), bad, out_dir=tmp_path, progress=False)
+        _train(_config(), bad, out_dir=tmp_path, progress=False)
     message = str(err.value)
     assert "epoch 1, step 1 of 4 (global step 1)" in message
     assert "learning rate" in message and "data" in message and "nonfinite='skip'" in message
@@ -105,7 +110,7 @@ def test_the_skip_policy_trains_through_nonfinite_minibatches(images, tmp_path):
     x = images.copy()
     x[7, 0] = POISON  # in exactly one minibatch of every epoch
     config = _config(num_epochs=4, nonfinite="skip", max_consecutive_skips=10)
-    result = train_vae(config, x, out_dir=tmp_path, progress=False)
+    result = _train(config, x, out_dir=tmp_path, progress=False)
     lines = _metrics(tmp_path)
     assert [r["skipped_updates"] for r in lines] == [1, 1, 1, 1]
     assert int(result.state.step) == 16 and _all_finite(result.state)
@@ -149,7 +154,7 @@ def test_the_skip_policy_gives_up_after_max_consecutive_skips(images, tmp_path):
         NonFiniteError,
         match=r"after max_consecutive_skips=10 skipped updates in a row at epoch 3, step 3 of 4",
     ):
-        train_vae(config, bad, out_dir=tmp_path, progress=False)
+        _train(config, bad, out_dir=tmp_path, progress=False)
     lines = _metrics(tmp_path)
     assert [(r["skipped_updates"], r["train_bound"]) for r in lines] == [(4, None), (4, None)]
     assert read_metadata(tmp_path / "checkpoint.eqx")[0]["epoch"] == 2
@@ -200,7 +205,7 @@ def test_evaluation_refuses_a_model_with_nonfinite_parameters(images):
     x = images[:20]
     for call in (
         lambda: bound(jax.random.key(0), broken, x, lvm.ELBO(1)),
-        lambda: evaluate(jax.random.key(0), broken, x, num_samples=4),
+        lambda: evaluate(jax.random.key(0), broken, x, lvm.IWAE(4)),
         lambda: active_units(broken, x),
     ):
         with pytest.raises(
@@ -213,11 +218,11 @@ def test_data_outside_the_unit_interval_is_refused(images, tmp_path):
     model = VAE(SMALL, key=jax.random.key(0))
     for bad in (images[:200] * 1e30, images[:200] - 0.5, images[:200] * 2.0):
         with pytest.raises(ValueError, match=r"train_x has values outside \[0, 1\]"):
-            train_vae(_config(), bad, out_dir=tmp_path, progress=False)
+            _train(_config(), bad, out_dir=tmp_path, progress=False)
         with pytest.raises(ValueError, match=r"outside \[0, 1\].*Bernoulli"):
             bound(jax.random.key(0), model, bad, lvm.ELBO(1))
     with pytest.raises(ValueError, match=r"validation_x has values outside \[0, 1\]"):
-        train_vae(_config(), images, validation_x=images[:10] + 1.0, progress=False)
+        _train(_config(), images, validation_x=images[:10] + 1.0, progress=False)
     assert not (tmp_path / "config.json").exists()
 
 
@@ -265,8 +270,8 @@ def _kill(proc: subprocess.Popen) -> None:
 def _resume_and_compare(out_dir: Path, num_epochs: int) -> None:
     """Resume the killed run to ``num_epochs``: the same bytes and metrics as one uninterrupted run."""
     config = worker.config(num_epochs)
-    resumed = train_vae(config, worker.images(), out_dir=out_dir, resume=True, progress=False)
-    uninterrupted = train_vae(config, worker.images(), progress=False)
+    resumed = _train(config, worker.images(), out_dir=out_dir, resume=True, progress=False)
+    uninterrupted = _train(config, worker.images(), progress=False)
     assert _bytes(resumed.state) == _bytes(uninterrupted.state)
     strip = lambda r: {k: v for k, v in r.items() if k != "epoch_seconds"}  # noqa: E731
     assert [strip(r) for r in _metrics(out_dir)] == [strip(r) for r in uninterrupted.history]

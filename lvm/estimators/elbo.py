@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from lvm._checks import check_finite, check_positive_int
 from lvm.distributions import kl_divergence, sample_n
 from lvm.estimators.weights import log_weights
-from lvm.models.joint import Joint, require_joint
+from lvm.joint import Joint, require_joint
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 

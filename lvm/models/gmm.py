@@ -33,7 +33,7 @@ from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_finite, check_shape
 from lvm.distributions import Categorical
-from lvm.models.joint import Joint
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)

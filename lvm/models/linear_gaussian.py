@@ -21,7 +21,7 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_finite, check_shape
 from lvm.distributions import DiagonalNormal, MultivariateNormal
-from lvm.models.joint import Joint
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
 _LOG_2PI = math.log(2.0 * math.pi)

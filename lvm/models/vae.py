@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from lvm._checks import check_shape
 from lvm.distributions import DiagonalNormal
-from lvm.models.joint import Joint
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus}
@@ -54,6 +55,9 @@ class VAEConfig:
     scale: str = "softplus"
 
     def __post_init__(self):
+        sizes = (self.data_dim, self.latent_dim, *tuple(self.hidden_sizes))
+        if any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in sizes):
+            raise TypeError(f"layer sizes must be ints, got {self}")
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         if self.data_dim < 1 or self.latent_dim < 1 or any(h < 1 for h in self.hidden_sizes):
             raise ValueError(f"all layer sizes must be >= 1, got {self}")
@@ -118,6 +122,20 @@ class VAE(eqx.Module):
         loc, raw_scale = jnp.split(self.encoder(x), 2)
         scale = jnp.exp(raw_scale) if self.config.scale == "exp" else jax.nn.softplus(raw_scale)
         return DiagonalNormal(loc, scale)
+
+    def validate_data(self, x: np.ndarray, name: str = "x") -> np.ndarray:
+        """A data set this model can score: shape (N, data_dim), values in [0, 1] (Bernoulli pixels)."""
+        if x.ndim != 2 or x.shape[1] != self.config.data_dim:
+            raise ValueError(
+                f"{name} must have shape (N, {self.config.data_dim}) for this VAE, got {x.shape}"
+            )
+        if x.min() < 0.0 or x.max() > 1.0:
+            raise ValueError(
+                f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a "
+                "Bernoulli likelihood needs pixel intensities in [0, 1]; binarize or rescale "
+                "the data"
+            )
+        return x
 
     def decode(self, z: Float[Array, " latent_dim"]) -> Float[Array, " data_dim"]:
         """Bernoulli logits of p(x|z); pixel probabilities are ``jax.nn.sigmoid`` of them."""
