@@ -26,7 +26,9 @@ from lvm.evaluate import active_units, bound, evaluate
 from lvm.models.vae import VAE
 from lvm.train import (
     NonFiniteError,
+    RunLockedError,
     TrainConfig,
+    load_checkpoint,
     make_train_step,
     read_metadata,
     run_keys,
@@ -121,6 +123,30 @@ def test_the_skip_policy_trains_through_nonfinite_minibatches(images, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["config"]["nonfinite"] == "skip"
     header, _ = read_metadata(tmp_path / "checkpoint.eqx")
     assert header["config"]["nonfinite"] == "skip" and header["epoch"] == 4
+
+
+def test_under_the_skip_policy_the_schedule_follows_the_global_step(images):
+    """Skipped updates do not advance Adam's moments (its count is the applied updates), but
+    the learning-rate schedule counts every step, so the "iwae" stages end at the epochs
+    they name whatever was skipped (optax.apply_if_finite around the whole of Adam would
+    have kept the schedule back by the number of skips)."""
+    x = images.copy()
+    x[7, 0] = POISON  # in exactly one minibatch of every epoch: 4 steps per epoch, 1 skipped
+    config = _config(num_epochs=4, nonfinite="skip", schedule="iwae")
+    result = _train(config, x, progress=False)
+    guarded, schedule_state = result.state.opt_state
+    adam_state = guarded.inner_state
+    assert int(result.state.step) == 16 and int(guarded.total_notfinite) == 4
+    assert int(schedule_state.count) == 16  # the global step: what the schedule reads
+    assert int(adam_state.count) == 12  # the applied updates: Adam's bias correction
+    # The rate of epoch e is that of the stage of its first global step (stage 1 from epoch 2).
+    assert [r["learning_rate"] for r in result.history] == pytest.approx(
+        [config.learning_rate * 10 ** (-s / 7) for s in (0, 1, 1, 1)], rel=1e-6
+    )
+    # An optimizer of the user's, without a guard, is wrapped whole: its own rule.
+    init, step = make_train_step(poisoned_elbo, optax.adam(1e-3), max_consecutive_skips=2)
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    assert isinstance(state.opt_state, optax.ApplyIfFiniteState)
 
 
 def test_a_skipped_update_changes_nothing_and_the_limit_is_applied(images):
@@ -288,6 +314,9 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_bytes(tmp_p
         _kill(proc)
     epoch = read_metadata(checkpoint)[0]["epoch"]  # where the kill landed: 1, or a little later
     assert 1 <= epoch < worker.FOREVER
+    # The killed run's lock file is still there, naming it; the kernel released its lock,
+    # so it does not block the resume.
+    assert f"PID {proc.pid} " in (tmp_path / ".lock").read_text()
     _resume_and_compare(tmp_path, epoch + 2)
 
 
@@ -305,4 +334,44 @@ def test_a_kill_between_writing_and_renaming_a_checkpoint_keeps_the_old_one(
         _kill(proc)
     assert checkpoint.read_bytes() == before
     assert read_metadata(checkpoint)[0]["epoch"] == 1
+    assert tmp.exists()  # what the kill left behind ...
     _resume_and_compare(tmp_path, 3)
+    assert not tmp.exists()  # ... is removed by the next run in the folder (its process is dead)
+
+
+def test_a_second_run_on_a_busy_folder_fails_and_the_first_is_untouched(
+    tmp_path, compile_cache, images, monkeypatch
+):
+    """One run owns an out_dir at a time: a second one, started while the first is between
+    epochs, fails at once naming the folder and the owner's PID (from a process, and from the
+    command line), and the first ends byte-identical to a run alone."""
+    first_dir = tmp_path / "run"
+    with _worker(first_dir, "pause-after-first", compile_cache) as first:
+        line = first.stdout.readline()
+        assert line.startswith("CHECKPOINTED"), first.communicate()[1][-3000:]
+        pid = int(line.split()[1])
+        with _worker(first_dir, "run", compile_cache) as second:
+            _, err = second.communicate(timeout=300)
+        assert second.returncode != 0
+        assert f"{first_dir} is in use by another training run (PID {pid} on " in err
+        with pytest.raises(RunLockedError, match=f"PID {pid} "):
+            _train(worker.config(2), images, out_dir=first_dir, resume=True, progress=False)
+
+        import lvm.train.__main__ as cli
+        from lvm.data.mnist import BinarizedMNIST
+
+        monkeypatch.setattr(
+            cli, "load_binarized_mnist", lambda **kw: BinarizedMNIST(images, images, images)
+        )
+        with pytest.raises(SystemExit, match=f"RunLockedError: {first_dir} is in use"):
+            cli.main(["--epochs", "1", "--out-dir", str(first_dir), "--eval-num-samples", "0"])
+
+        first.stdin.write("go on\n")
+        first.stdin.flush()
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err[-3000:]
+    alone = _train(worker.config(worker.PAUSED_RUN_EPOCHS), images, progress=False)
+    state, header = load_checkpoint(first_dir / "checkpoint.eqx", alone.state)
+    assert header["epoch"] == worker.PAUSED_RUN_EPOCHS
+    assert _bytes(state) == _bytes(alone.state)
+    assert [r["epoch"] for r in _metrics(first_dir)] == [1, 2, 3]
