@@ -118,21 +118,91 @@ class Categorical(eqx.Module):
         return jax.nn.softmax(self.logits)
 
 
+class Mixture(eqx.Module):
+    r"""A finite mixture :math:`p(z) = \sum_{k=1}^K \pi_k\, p_k(z)`, :math:`\pi = \mathrm{softmax}(\text{logits})`.
+
+    ``components`` is ONE distribution module whose array leaves carry a leading axis of
+    length K, component k being ``tree_map(lambda a: a[k], components)``; build it with
+    ``jax.vmap``, e.g. ``jax.vmap(DiagonalNormal)(locs, scales)`` for (K, d) arrays (the
+    shape checks then run per component). It is the lecture's Gaussian mixture as a
+    distribution over z (a VAE's learned prior) and the marginal of
+    :class:`lvm.GaussianMixture` (:meth:`~lvm.GaussianMixture.marginal`).
+
+    .. math:: \log p(z) = \operatorname{logsumexp}_k\big[\log \pi_k + \log p_k(z)\big]
+
+    Sampling draws the component with one half of ``split(key)`` and z from it with the
+    other; the draw is not reparameterizable in the component index (the mixture weights get
+    no pathwise gradient through a sample), which training objectives do not need: they
+    score prior densities, never sample the prior.
+    """
+
+    logits: Float[Array, " K"]
+    components: Distribution
+
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+        sizes = {jnp.shape(a)[0] for a in jax.tree.leaves(self.components) if jnp.ndim(a) > 0}
+        if sizes != {self.logits.shape[0]}:
+            raise ValueError(
+                f"every array of the components must have a leading axis of {self.logits.shape[0]} "
+                f"(one entry per component), got leading sizes {sorted(sizes)}"
+            )
+
+    @property
+    def num_components(self) -> int:
+        return self.logits.shape[0]
+
+    def component(self, k) -> Distribution:
+        """Component ``k`` as a distribution of its own."""
+        return jax.tree.map(lambda a: a[k], self.components)
+
+    def component_log_prob(self, z: Latent) -> Float[Array, " K"]:
+        r""":math:`\log p_k(z)` for every component k."""
+        return jax.vmap(lambda c: c.log_prob(z))(self.components)
+
+    def log_prob(self, z: Latent) -> Scalar:
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits) + self.component_log_prob(z))
+
+    def sample(self, key: Key) -> Latent:
+        k_key, z_key = jax.random.split(key)
+        return self.component(jax.random.categorical(k_key, self.logits)).sample(z_key)
+
+    @property
+    def mean(self) -> Latent:
+        r""":math:`\sum_k \pi_k\, \mathbb E_k[z]` (components with a ``loc``)."""
+        weights = jax.nn.softmax(self.logits)
+        return jnp.tensordot(weights, self.components.loc, axes=1)
+
+
 def sample_n(key: Key, dist: Distribution, num_samples: int) -> Latent:
     """Draw ``num_samples`` z from ``dist``, z_i with ``fold_in(key, i)``; leading axis is the sample axis."""
     num_samples = check_positive_int(num_samples)
     return jax.vmap(dist.sample)(particle_keys(key, num_samples))
 
 
-def kl_divergence(
-    q: DiagonalNormal | MultivariateNormal, p: DiagonalNormal | MultivariateNormal
-) -> Scalar:
-    r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` between two Gaussians.
+def kl_divergence(q: Distribution, p: Distribution) -> Scalar:
+    r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` where one exists.
+
+    Two Gaussians (:class:`DiagonalNormal`, :class:`MultivariateNormal`, in any pairing):
 
     .. math:: \tfrac12\big[\mathrm{tr}(\Sigma_p^{-1}\Sigma_q)
               + (\mu_p-\mu_q)^\top\Sigma_p^{-1}(\mu_p-\mu_q) - d
               + \log\det\Sigma_p - \log\det\Sigma_q\big]
+
+    Two :class:`Categorical`: :math:`\sum_k q_k (\log q_k - \log p_k)`. Any other pair (a
+    :class:`Mixture` prior, a flow) has no closed form here and raises ``TypeError``: estimate
+    the KL by Monte Carlo instead (the sampled ELBO, ``lvm.ELBO``, does).
     """
+    if isinstance(q, Categorical) and isinstance(p, Categorical):
+        log_q, log_p = jax.nn.log_softmax(q.logits), jax.nn.log_softmax(p.logits)
+        return jnp.sum(jnp.exp(log_q) * (log_q - log_p))
+    gaussians = (DiagonalNormal, MultivariateNormal)
+    if not (isinstance(q, gaussians) and isinstance(p, gaussians)):
+        raise TypeError(
+            f"kl_divergence has no closed form for KL({type(q).__name__} || "
+            f"{type(p).__name__}): only two Gaussians or two Categoricals; estimate it by "
+            "Monte Carlo instead (lvm.ELBO samples it)"
+        )
     if isinstance(q, DiagonalNormal) and isinstance(p, DiagonalNormal):
         ratio = (q.scale / p.scale) ** 2
         mahal = ((q.loc - p.loc) / p.scale) ** 2

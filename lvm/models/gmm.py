@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_finite, check_shape
-from lvm.distributions import Categorical
+from lvm.distributions import Categorical, Mixture, MultivariateNormal
 from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
@@ -125,6 +125,13 @@ class GaussianMixture(eqx.Module):
         """Exact log p(x): log-sum-exp over components."""
         x = check_finite(x)
         return jax.nn.logsumexp(self.log_mixture_weights + self.component_log_prob(x))
+
+    def marginal(self) -> Mixture:
+        r"""p(x) as a :class:`lvm.distributions.Mixture` of :class:`~lvm.MultivariateNormal`
+        components (any covariance type, through the Cholesky factors): ``log_prob`` is
+        :meth:`log_marginal`, ``sample`` draws x (the component index discarded)."""
+        components = jax.vmap(MultivariateNormal)(self.means, self.scale_tril)
+        return Mixture(self.log_mixture_weights, components)
 
     def log_responsibilities(self, x: Float[Array, " D"]) -> Float[Array, " K"]:
         """log p(z = k | x) for every k."""
