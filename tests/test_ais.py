@@ -12,6 +12,7 @@ import pytest
 
 import lvm
 from lvm.estimators import hmc
+from lvm.testing import mean_se
 
 D_LATENT, D_DATA, NOISE = 4, 6, 0.7
 NUM_REPS = 400
@@ -52,11 +53,6 @@ def forward_errors(model, simulated):
         )
         errors[num_steps] = np.asarray(run(keys, xs), np.float64) - exact
     return errors
-
-
-def _mean_se(values):
-    values = np.asarray(values, np.float64)
-    return values.mean(), values.std(ddof=1) / np.sqrt(len(values))
 
 
 # --- the HMC kernel -----------------------------------------------------------------------
@@ -146,7 +142,7 @@ def test_reverse_run_reuses_the_forward_step_sizes(model, x):
 
 def test_ais_converges_to_log_px_as_num_steps_grows(forward_errors):
     """Biased low, the bias shrinking with T, within 0.05 nats of log p(x) at T = 300."""
-    means = {t: _mean_se(e) for t, e in forward_errors.items()}
+    means = {t: mean_se(e) for t, e in forward_errors.items()}
     steps = sorted(means)
     for fewer, more in zip(steps[:-1], steps[1:], strict=True):
         (m_lo, se_lo), (m_hi, se_hi) = means[fewer], means[more]
@@ -160,7 +156,7 @@ def test_ais_converges_to_log_px_as_num_steps_grows(forward_errors):
 def test_ais_weight_is_unbiased_for_p_x(forward_errors):
     """E[w] = p(x): the mean of exp(estimate - log p(x)) is 1 within 4 standard errors."""
     for num_steps, err in forward_errors.items():
-        mean, se = _mean_se(np.exp(err))
+        mean, se = mean_se(np.exp(err))
         assert abs(mean - 1.0) < 4 * se, (num_steps, mean, se)
 
 
@@ -182,7 +178,7 @@ def test_few_temperatures_are_unbiased_to_within_one_percent(model, x):
             )
         )
         ratio = np.exp(np.asarray(run(keys), np.float64) - float(model.log_marginal(x)))
-        mean, se = _mean_se(ratio)
+        mean, se = mean_se(ratio)
         assert abs(mean - 1.0) < 4 * se and se < 0.01, (adapt, mean, se)
 
 
@@ -199,8 +195,8 @@ def test_bdmc_sandwiches_log_px_and_the_gap_shrinks(model, simulated):
             )
         )
         result = run(keys, xs, zs)
-        lower, lower_se = _mean_se(np.asarray(result.lower) - exact)
-        upper, upper_se = _mean_se(np.asarray(result.upper) - exact)
+        lower, lower_se = mean_se(np.asarray(result.lower) - exact)
+        upper, upper_se = mean_se(np.asarray(result.upper) - exact)
         assert lower < 3 * lower_se and upper > -3 * upper_se, (num_steps, lower, upper)
         gaps[num_steps] = (upper - lower, np.hypot(lower_se, upper_se))
     # Both bounds are strictly off at T = 10, and the sandwich is much tighter at T = 100.
