@@ -34,13 +34,10 @@ def over_repetitions(estimate, key, proposals, *, num_reps: int):
     ``estimate`` may return a pytree of scalars; every leaf comes back with shape (P, R).
 
     One flat ``vmap`` over all (proposal, repetition) combinations: it compiles much faster
-    than two nested ones. Two rules keep the compiled programs from hanging on this 2-core
-    CPU backend (jax 0.10.2; seen in 5 runs of 8 when broken):
-
-    * one compiled program per sample size k, holding at most one chunked estimator
-      (``lax.scan``): a program with several independent scans deadlocked in XLA's CPU runtime;
-    * the datapoint x is closed over as a constant, not traced: ``lvm``'s finiteness check on
-      a traced x compiles a host callback into the program; on a concrete x it runs once, eagerly.
+    than two nested ones. One rule keeps the compiled programs from hanging on this 2-core
+    CPU backend (jax 0.10.2; seen in 5 runs of 8 when broken): one compiled program per
+    sample size k, holding at most one chunked estimator (``lax.scan``); a program with
+    several independent scans deadlocked in XLA's CPU runtime.
     """
     num_proposals = jax.tree.leaves(proposals)[0].shape[0]
     keys = jax.random.split(key, num_proposals * num_reps)

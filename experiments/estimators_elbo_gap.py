@@ -118,7 +118,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """Both models, all q, in one compiled program with x a constant (see ``_testbeds.over_repetitions``)."""
+    """Both models, all q, in one compiled program (see ``_testbeds.over_repetitions``)."""
     lg, x_lg, lg_key, gmm_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x_lg=x_lg))(lg, lg_key, gmm_key)
 

@@ -63,7 +63,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One compiled program with x a constant (see ``_testbeds.over_repetitions``)."""
+    """One compiled program (see ``_testbeds.over_repetitions``)."""
     model, x, prior_key, q_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x=x))(model, prior_key, q_key)
 

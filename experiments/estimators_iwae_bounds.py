@@ -120,7 +120,7 @@ def _estimates(config: Config, k: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per (model, k); x is a constant (see ``_testbeds.over_repetitions``)."""
+    """One small compiled program per (model, k) (see ``_testbeds.over_repetitions``)."""
     setups, est_key = setup(config, seed)
     out = {}
     for m, (name, (model, x, proposals)) in enumerate(setups.items()):

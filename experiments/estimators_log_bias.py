@@ -179,7 +179,7 @@ def _sumo(config: Config, m: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per step; see ``_testbeds.over_repetitions`` for why x is a constant."""
+    """One small compiled program per step (see ``_testbeds.over_repetitions``)."""
     model, x, est_key, sumo_key = setup(config, seed)
     out = jax.jit(partial(_exact, config, x=x))(model)
     per_k = [

@@ -118,9 +118,8 @@ def _estimates(config: Config, kinds: tuple[str, ...], k: int, num_reps: int, mo
 def _errors(model, x, config, key, *, num_samples, num_reps):
     """Errors log p̂ - log p(x) of naive MC, IS with q and IS with the posterior: each (R,).
 
-    x is a constant of the compiled programs, and a program holds at most one chunked scan:
-    both estimators share one program only when neither is chunked (see
-    ``_testbeds.over_repetitions`` for why).
+    A program holds at most one chunked scan: both estimators share one program only when
+    neither is chunked (see ``_testbeds.over_repetitions`` for why).
     """
     keys = tuple(jax.random.split(key))
     if _chunk_size(config, num_samples, num_reps) is None:

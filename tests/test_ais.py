@@ -313,8 +313,9 @@ class TestBadInput:
             lambda xi: lvm.ais(jax.random.key(0), model.log_joint, prior, xi, num_steps=3)
         )
         assert np.isfinite(float(run(x)))
-        with pytest.raises(Exception, match="NaN or Inf"):
-            float(run(x.at[1].set(jnp.inf)))
+        # Inside jit the kernel is pure: no check is compiled in, the estimate is not finite.
+        assert "callback" not in str(jax.make_jaxpr(run)(x))
+        assert not np.isfinite(float(run(x.at[1].set(jnp.inf))))
 
     def test_discrete_latent_is_refused(self):
         gmm = lvm.GaussianMixture(jnp.zeros(2), jnp.array([[0.0], [3.0]]), jnp.ones((2, 1)), "diag")

@@ -259,6 +259,15 @@ def test_jit_and_vmap_match_python_loop(model, name):
 
 
 @pytest.mark.parametrize("name", list(ESTIMATORS))
+def test_traced_x_compiles_no_host_callback(model, x, name):
+    """Validation stays at the boundary: with x traced, no estimator puts a callback (the
+    mechanism of ``equinox.error_if`` and ``jax.debug``) in its program."""
+    q = _inflated(model.posterior(x), 1.2)
+    jaxpr = jax.make_jaxpr(lambda xi: ESTIMATORS[name](jax.random.key(0), model, q, xi))(x)
+    assert "callback" not in str(jaxpr)
+
+
+@pytest.mark.parametrize("name", list(ESTIMATORS))
 def test_gmm_discrete_latent_plugs_into_every_sample_based_estimator(name):
     if name in ("elbo_analytic_kl", "naive_mc", "elbo_decomposition"):
         # Closed-form KL needs Gaussians; naive MC ignores q; an analytic entropy beside a
@@ -330,7 +339,8 @@ class TestBadInput:
         with pytest.raises(ValueError, match="NaN or Inf"):
             lvm.elbo(jax.random.key(0), model.log_joint, q, x.at[0].set(jnp.inf), num_samples=4)
 
-    def test_non_finite_data_under_jit(self, model, x):
+    def test_non_finite_data_under_jit_is_not_checked(self, model, x):
+        """Inside jit the kernel is pure: a NaN datapoint gives a NaN estimate, no error."""
         q = model.posterior(x)
         est = jax.jit(
             lambda xi: lvm.importance_sampling(
@@ -338,8 +348,7 @@ class TestBadInput:
             )
         )
         assert np.isfinite(float(est(x)))
-        with pytest.raises(Exception, match="NaN or Inf"):
-            float(est(x.at[1].set(jnp.nan)))
+        assert np.isnan(float(est(x.at[1].set(jnp.nan))))
 
     def test_jaxtyping_shapes_are_checked(self):
         with pytest.raises(Exception, match="scale|shape|dimension"):

@@ -196,8 +196,10 @@ def test_bad_training_data_is_refused(images):
     step = eqx.filter_jit(step)
     with pytest.raises(ValueError, match="x must have shape"):
         step(jax.random.key(0), state, jnp.zeros((4, 783)))
-    with pytest.raises(Exception, match="NaN"):
-        step(jax.random.key(0), state, jnp.asarray(bad[:4]))
+    # Inside the jitted step nothing checks x (train_vae checks the data set first):
+    # the step reports the non-finite loss.
+    _, info = step(jax.random.key(0), state, jnp.asarray(bad[:4]))
+    assert not bool(info.finite)
 
 
 def test_iwae_schedule():
