@@ -60,13 +60,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from lvm._checks import (
-    check_continuous_latent,
-    check_finite,
-    check_in_interval,
-    check_positive,
-    check_positive_int,
-)
+from lvm._checks import check_finite, check_in_interval, check_positive, check_positive_int
 from lvm._math import log_mean_exp
 from lvm.estimators import hmc
 from lvm.types import Datum, Distribution, Key, Latent, LogJoint, Scalar
@@ -157,6 +151,16 @@ def _tempered_state(position, terms: _Terms, beta) -> hmc.HMCState:
     log_density = (1.0 - beta) * terms.log_q + beta * terms.log_joint
     grad = (1.0 - beta) * terms.grad_log_q + beta * terms.grad_log_joint
     return hmc.HMCState(position, log_density, grad, terms)
+
+
+def _check_continuous_latent(z) -> None:
+    """Raise ``TypeError`` unless the latent ``z`` is floating: HMC moves z along the gradient."""
+    if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
+        raise TypeError(
+            "AIS needs a continuous latent (it moves z along the gradient); got z of dtype "
+            f"{jnp.result_type(z)}. A discrete latent (the Gaussian mixture) has exact "
+            "log p(x) by summation, or use importance_sampling."
+        )
 
 
 def _check_settings(num_leapfrog_steps, step_size, target_acceptance, step_size_jitter) -> None:
@@ -296,7 +300,7 @@ def ais_log_weights(
     x = check_finite(x)
     init_key, transition_key = jax.random.split(key)
     z0 = jax.vmap(proposal.sample)(jax.random.split(init_key, num_chains))
-    check_continuous_latent(z0, "AIS")
+    _check_continuous_latent(z0)
     return _anneal(
         transition_key,
         _terms_fn(log_joint, proposal, x),
@@ -378,7 +382,7 @@ def bdmc(
     """
     num_steps = check_positive_int(num_steps, "num_steps")
     num_chains = check_positive_int(num_chains, "num_chains")
-    check_continuous_latent(z, "AIS")
+    _check_continuous_latent(z)
     forward_key, reverse_key = jax.random.split(key)
     log_w, forward_info = ais_log_weights(
         forward_key,

@@ -46,9 +46,9 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
-from lvm._checks import check_row_split, on_several_devices
 from lvm.fit import _compensated as cp
 from lvm.fit import _standardize as stdz
+from lvm.fit._data import check_row_split, on_several_devices
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 
