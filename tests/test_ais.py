@@ -268,6 +268,36 @@ def test_given_schedule_equals_the_named_one(model, x):
     np.testing.assert_allclose([given, as_value(key)], named, rtol=1e-6)
 
 
+def test_the_settings_are_one_value(model, x):
+    """ais, ais_log_weights and bdmc are AIS's methods with its fields as keywords: the exactly
+    unbiased variant is the value AIS(T, adapt_step_size=False), hashable (a given schedule is
+    kept as a tuple), and the functions give its numbers bit for bit."""
+    settings = dict(
+        num_chains=3, step_size=0.2, adapt_step_size=False, schedule=lvm.linear_schedule(5)
+    )
+    value = lvm.AIS(5, **settings)
+    assert value == lvm.AIS(5, **settings) and hash(value) == hash(lvm.AIS(5, **settings))
+    assert value.schedule == tuple(lvm.linear_schedule(5).tolist())
+    key, prior = jax.random.key(16), model.prior()
+    log_w, info = value.log_weights(key, model.log_joint, prior, x)
+    np.testing.assert_array_equal(info.step_size, np.float32(0.2))  # fixed, never adapted
+    fn_log_w, _ = lvm.ais_log_weights(key, model.log_joint, prior, x, num_steps=5, **settings)
+    np.testing.assert_array_equal(fn_log_w, log_w)
+    np.testing.assert_array_equal(
+        lvm.ais(key, model.log_joint, prior, x, num_steps=5, **settings),
+        value(key, model.log_joint, prior, x),
+    )
+    z = model.posterior(x).sample(jax.random.key(17))
+    by_function = lvm.bdmc(key, model.log_joint, prior, x, z, num_steps=5, **settings)
+    by_value = value.bdmc(key, model.log_joint, prior, x, z)
+    np.testing.assert_array_equal(by_function.log_w_reverse, by_value.log_w_reverse)
+    np.testing.assert_array_equal(by_function.log_w_forward, by_value.log_w_forward)
+    _, adapted = lvm.AIS(5, step_size=0.2).log_weights(key, model.log_joint, prior, x)
+    assert not np.all(adapted.step_size == np.float32(0.2))  # the default adapts
+    with pytest.raises(TypeError, match="adapt_step_size"):
+        lvm.AIS(5, adapt_step_size="no")
+
+
 class TestBadInput:
     def test_counts_below_one(self, model, x):
         prior = model.prior()
