@@ -1,4 +1,5 @@
-"""The numerical tricks, each written once: log-mean-exp (plain, streaming, leave-one-out) and ESS."""
+"""The numerical tricks, each written once: log-mean-exp (plain, streaming, leave-one-out), ESS,
+and the Gaussian log-density."""
 
 import math
 from collections.abc import Callable
@@ -9,6 +10,21 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_positive_int
 from lvm.types import Key, Keys, Scalar
+
+#: :math:`\log 2\pi`, the constant of every Gaussian density.
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_log_density(squared_distance, log_det_scale, dim: int):
+    r""":math:`\log \mathcal N(x; \mu, LL^\top) = -\tfrac12 \lVert u \rVert^2 - \log|\det L| - \tfrac d2 \log 2\pi`.
+
+    ``squared_distance`` is :math:`\lVert u \rVert^2 = (x-\mu)^\top \Sigma^{-1} (x-\mu)`
+    with :math:`u = L^{-1}(x - \mu)`, ``log_det_scale`` is
+    :math:`\log|\det L| = \tfrac12 \log|\Sigma|`, ``dim`` is d. Each caller whitens in the
+    way its covariance allows (a division, a triangular solve, Woodbury); arrays broadcast,
+    e.g. one value per mixture component.
+    """
+    return -0.5 * squared_distance - log_det_scale - 0.5 * dim * LOG_2PI
 
 
 def log_mean_exp(log_w: Float[Array, "k ..."], axis: int = 0) -> Float[Array, "..."]:
