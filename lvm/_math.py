@@ -82,8 +82,13 @@ def particle_keys(key: Key, num_samples: int, start=0) -> Keys:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(num_samples))
 
 
-def _merge_lse(carry, chunk):
-    """Fold a chunk of log-values into a running (max, scaled sum) log-sum-exp state."""
+def merge_log_sum_exp(carry, chunk):
+    r"""Fold a chunk of log-values into a running log-sum-exp state ``(m, s)``.
+
+    The state stands for :math:`m + \log s = \log \sum_i e^{\ell_i}` over the values folded
+    in so far, with m their maximum (``(-inf, 0)`` for none, ``(v, 1)`` for one value v):
+    every exponent is taken relative to the running maximum, so nothing overflows.
+    """
     running_max, running_sum = carry
     new_max = jnp.maximum(running_max, jnp.max(chunk))
     # All -inf so far: keep the shift finite so that exp() gives 0, not NaN.
@@ -124,11 +129,13 @@ def particle_log_mean_exp(
 
     @jax.checkpoint
     def body(carry, start):
-        return _merge_lse(carry, jax.vmap(particle)(particle_keys(key, chunk_size, start))), None
+        return merge_log_sum_exp(
+            carry, jax.vmap(particle)(particle_keys(key, chunk_size, start))
+        ), None
 
     carry, _ = jax.lax.scan(body, init, chunk_size * jnp.arange(num_chunks))
     if remainder:
         tail = particle_keys(key, remainder, num_chunks * chunk_size)
-        carry = _merge_lse(carry, jax.vmap(particle)(tail))
+        carry = merge_log_sum_exp(carry, jax.vmap(particle)(tail))
     running_max, running_sum = carry
     return running_max + jnp.log(running_sum) - math.log(num_samples)
