@@ -134,23 +134,28 @@ def test_reverse_run_reuses_the_forward_step_sizes(model, x):
     )
     # The forward run adapted them: from 0.05 upwards for this wide-to-narrow path.
     assert float(result.forward_info.step_size[-1]) > 0.05
-    assert result.upper == pytest.approx(-float(lvm.log_mean_exp(result.log_w_reverse)))
 
 
 # --- the statistics of the estimates -----------------------------------------------------
 
 
 def test_ais_converges_to_log_px_as_num_steps_grows(forward_errors):
-    """Biased low, the bias shrinking with T, within 0.05 nats of log p(x) at T = 300."""
+    """Biased low, the bias shrinking with T at least as fast as 1/T.
+
+    The rate: with transitions that mix, Var(log w) and so the bias -Var(log w)/2 fall like
+    1/T (Neal, 2001), so from T = 30 to 300 the bias must shrink at least tenfold (measured
+    on these draws: -0.94 +- 0.08 to -0.031 +- 0.014, thirtyfold).
+    """
     means = {t: mean_se(e) for t, e in forward_errors.items()}
     steps = sorted(means)
     for fewer, more in zip(steps[:-1], steps[1:], strict=True):
         (m_lo, se_lo), (m_hi, se_hi) = means[fewer], means[more]
         assert m_lo < m_hi - 3 * np.hypot(se_lo, se_hi), means
-    assert means[10][0] < -1.0  # far off with few temperatures
-    m300, se300 = means[300]
-    assert -0.05 < m300 < 3 * se300, means
-    assert se300 < 0.02
+    m10, se10 = means[10]
+    assert m10 < -4 * se10  # a resolved bias, low
+    (m30, se30), (m300, se300) = means[30], means[300]
+    assert m300 < 3 * se300, means  # a lower bound in expectation
+    assert m300 > m30 / 10 - 3 * np.hypot(se300, se30 / 10), means
 
 
 def test_ais_weight_is_unbiased_for_p_x(forward_errors):
@@ -161,7 +166,7 @@ def test_ais_weight_is_unbiased_for_p_x(forward_errors):
 
 
 def test_few_temperatures_are_unbiased_to_within_one_percent(model, x):
-    """T = 3 from a broad q: 20,000 weights, mean w / p(x) = 1 within 4 s.e. (about 0.7%).
+    """T = 3 from a broad q: 20,000 weights, mean w / p(x) = 1 within 4 s.e. (s.e. 0.7%).
 
     Sensitive to the order of weight and move: weighting z_t after the move at beta_t
     instead of z_{t-1} before it gives a mean of 1.40 here.
@@ -179,6 +184,8 @@ def test_few_temperatures_are_unbiased_to_within_one_percent(model, x):
         )
         ratio = np.exp(np.asarray(run(keys), np.float64) - float(model.log_marginal(x)))
         mean, se = mean_se(ratio)
+        # se is 0.0069 here (both variants); below 0.01 the check resolves the 40% error of
+        # the wrong order (and any error above 4%).
         assert abs(mean - 1.0) < 4 * se and se < 0.01, (adapt, mean, se)
 
 
@@ -195,13 +202,21 @@ def test_bdmc_sandwiches_log_px_and_the_gap_shrinks(model, simulated):
             )
         )
         result = run(keys, xs, zs)
+        # Reverse AIS from an exact z ~ p(z|x) has E[w_rev] = 1/p(x): the mean of
+        # w_rev p(x) is 1 within 4 s.e. (measured: 1.01 +- 0.18 at T = 10, 1.04 +- 0.03 at 100).
+        ratio, ratio_se = mean_se(
+            np.exp(np.asarray(result.log_w_reverse[:, 0], np.float64) + exact)
+        )
+        assert abs(ratio - 1.0) < 4 * ratio_se, (num_steps, ratio, ratio_se)
         lower, lower_se = mean_se(np.asarray(result.lower) - exact)
         upper, upper_se = mean_se(np.asarray(result.upper) - exact)
         assert lower < 3 * lower_se and upper > -3 * upper_se, (num_steps, lower, upper)
         gaps[num_steps] = (upper - lower, np.hypot(lower_se, upper_se))
-    # Both bounds are strictly off at T = 10, and the sandwich is much tighter at T = 100.
+    # Both bounds are strictly off at T = 10, and the gap (a sum of two KL divergences
+    # between the forward and reverse chains, ~ 1/T as the bias above) shrinks at least
+    # tenfold by T = 100 (measured on these draws: 4.09 +- 0.21 to 0.31 +- 0.04 nats).
     assert gaps[10][0] > 3 * gaps[10][1]
-    assert gaps[100][0] < gaps[10][0] / 5
+    assert gaps[100][0] < gaps[10][0] / 10 + 3 * np.hypot(gaps[100][1], gaps[10][1] / 10)
 
 
 # --- batching, schedules and bad input ---------------------------------------------------
