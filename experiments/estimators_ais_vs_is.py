@@ -52,17 +52,8 @@ from functools import partial
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    LABELS,
-    Budget,
-    eval_keys,
-    load_data,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _vae_runs import LABELS, Budget, eval_keys, load_data, parse_args, trained
 
 import lvm
 from lvm.evaluate import bound, log_px
@@ -300,7 +291,7 @@ def plot(results: dict, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     if args.quick:

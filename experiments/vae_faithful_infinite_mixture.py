@@ -36,7 +36,6 @@ output folder.
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import jax
@@ -46,9 +45,10 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import parse_args, save_figure, save_json, style  # noqa: E402
+from _script import parse_args, save_figure, save_json, style  # noqa: E402
 
 import lvm  # noqa: E402
+import lvm.testing  # noqa: E402
 from lvm.data.old_faithful import load_old_faithful  # noqa: E402
 from lvm.evaluate import log_px  # noqa: E402
 from lvm.fit import fit_em  # noqa: E402
@@ -96,8 +96,8 @@ def split(key, x: np.ndarray, num_train: int):
 
 
 def mean_se(values) -> tuple[float, float]:
-    values = np.asarray(values, np.float64)
-    return float(values.mean()), float(values.std(ddof=1) / math.sqrt(len(values)))
+    mean, se = lvm.testing.mean_se(values)
+    return float(mean), float(se)
 
 
 def train_vae(config: Config, train_x, *, min_scale: float, seed: int):

@@ -37,7 +37,7 @@ uses the fixed (static) binarization of Larochelle & Murray (TFDS ``binarized_mn
 and, by default, 5 epochs.
 
 Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
-(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_common.py``).
+(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_vae_runs.py``).
 
 Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). With the seven
 runs in ``runs/vae`` it took 5.0 minutes on the 2-core CPU: the k = 5,000 evaluations
@@ -60,7 +60,8 @@ from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
+from _script import save_figure, save_json, style
+from _vae_runs import (
     LABELS,
     PAIRED_WITH,
     PUBLISHED,
@@ -71,9 +72,6 @@ from _common import (
     eval_keys,
     load_data,
     parse_args,
-    save_figure,
-    save_json,
-    style,
     trained,
 )
 
@@ -194,7 +192,7 @@ def plot(rows: dict, num_test: int, budget: Budget):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     if args.quick:

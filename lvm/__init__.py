@@ -1,6 +1,6 @@
 """lvm: latent variable models as small, pure, jit-compiled JAX functions.
 
-Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS) ->
+Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS, Gaussian log-density) ->
 ``distributions`` (priors and proposals) -> ``models`` (linear-Gaussian, GMM, VAE) ->
 ``estimators`` (naive MC, importance sampling / IWAE, ELBO, AIS / BDMC) -> ``fit`` (EM and gradient
 fitting of mixtures) and ``train`` / ``evaluate`` / ``sharding`` (the VAE) -> ``data``.

@@ -4,18 +4,14 @@ Each is an :class:`equinox.Module` (a pytree), so a proposal can be built inside
 vmapped or jitted function, e.g. an amortized ``q(z|x)`` per datapoint.
 """
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_positive_int, check_shape
-from lvm._math import particle_keys
+from lvm._math import LOG_2PI, gaussian_log_density, particle_keys
 from lvm.types import Distribution, Key, Latent, Scalar
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _check_vector(a, name: str) -> None:
@@ -44,11 +40,11 @@ class DiagonalNormal(eqx.Module):
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
         check_shape(z, self.loc.shape, "z")
         u = (z - self.loc) / self.scale
-        return -0.5 * jnp.sum(u**2) - jnp.sum(jnp.log(self.scale)) - 0.5 * u.size * _LOG_2PI
+        return gaussian_log_density(jnp.sum(u**2), jnp.sum(jnp.log(self.scale)), u.size)
 
     def entropy(self) -> Scalar:
         d = self.loc.size
-        return jnp.sum(jnp.log(self.scale)) + 0.5 * d * (1.0 + _LOG_2PI)
+        return jnp.sum(jnp.log(self.scale)) + 0.5 * d * (1.0 + LOG_2PI)
 
     @property
     def scale_tril(self) -> Float[Array, "d d"]:
@@ -78,12 +74,12 @@ class MultivariateNormal(eqx.Module):
         check_shape(z, self.loc.shape, "z")
         u = jax.scipy.linalg.solve_triangular(self.scale_tril, z - self.loc, lower=True)
         log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
-        return -0.5 * jnp.sum(u**2) - log_det - 0.5 * u.size * _LOG_2PI
+        return gaussian_log_density(jnp.sum(u**2), log_det, u.size)
 
     def entropy(self) -> Scalar:
         d = self.loc.size
         log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
-        return log_det + 0.5 * d * (1.0 + _LOG_2PI)
+        return log_det + 0.5 * d * (1.0 + LOG_2PI)
 
     @property
     def covariance(self) -> Float[Array, "d d"]:

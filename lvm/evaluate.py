@@ -27,10 +27,17 @@ from jax.sharding import Mesh
 from jaxtyping import Array, Float
 from tqdm.auto import tqdm
 
-from lvm._checks import check_finite_tree, check_positive_int, host_value
+from lvm._checks import check_finite_tree, check_positive_int
 from lvm.amortized import check_dataset, check_model, model_bound
 from lvm.estimators import ELBO, IWAE
-from lvm.sharding import check_batch_size, constrain_batch, make_mesh, replicate, replicated
+from lvm.sharding import (
+    check_batch_size,
+    constrain_batch,
+    host_value,
+    make_mesh,
+    replicate,
+    replicated,
+)
 from lvm.types import Key, Objective
 
 #: The default estimator of log p(x): IS with k = 5,000 from q(z|x), 100 particles at a time.

@@ -71,6 +71,13 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
     )
 
 
+def host_value(x) -> np.ndarray:
+    """A replicated array's value on this host, even when other processes hold some devices."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
 def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:
     """One array split along its first axis over ``mesh``, from each process's own rows.
 

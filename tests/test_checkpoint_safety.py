@@ -181,7 +181,7 @@ def test_the_command_line_resume_refuses_a_checkpoint_naming_code(
 def test_the_experiments_resume_or_train_helper_refuses_it(sentinel, genuine, tmp_path):
     sys.path.insert(0, "experiments")
     try:
-        import _common as common
+        import _vae_runs as common
     finally:
         sys.path.remove("experiments")
     budget = common.Budget().quick()

@@ -23,6 +23,7 @@ import scipy.stats
 import lvm
 from lvm.evaluate import active_units, evaluate, log_px
 from lvm.models.vae import VAE, VAEConfig
+from lvm.testing import mean_se
 from lvm.train import CheckpointError, TrainConfig, load_model, read_metadata, run_keys, train
 
 
@@ -145,7 +146,7 @@ def test_a_users_model_trains_is_killed_resumes_reloads_and_evaluates(tmp_path):
     assert result.active_units in (0, 1) and result.estimator.startswith("IWAE(num_samples=500")
     # AIS and IS estimate the same log p(x): their paired difference is within its noise.
     iwae = log_px(jax.random.key(1), loaded, val, lvm.IWAE(500, chunk_size=100), progress=False)
-    diff, se = np.mean(ais - iwae), np.std(ais - iwae, ddof=1) / np.sqrt(len(val))
+    diff, se = mean_se(ais - iwae)
     assert abs(diff) < 4 * se + 0.05, (diff, se)  # + both estimators' O(1/k), O(1/T) bias
 
 

@@ -12,6 +12,7 @@ import pytest
 import lvm
 from lvm.evaluate import bound
 from lvm.models.vae import VAE, VAEConfig
+from lvm.testing import mean_se
 from lvm.train import (
     CheckpointError,
     TrainConfig,
@@ -74,12 +75,30 @@ def test_repeated_steps_do_not_retrace(images):
     assert len(traces) == 1 and infos.bound.shape == (4,) and int(state.step) == 12
 
 
-def test_loss_is_the_negated_mean_bound(images):
-    init, step = make_train_step(lvm.ELBO(1), optax.sgd(0.0))
-    state = init(VAE(SMALL, key=jax.random.key(0)))
-    _, info = eqx.filter_jit(step)(jax.random.key(3), state, jnp.asarray(images[:10]))
-    np.testing.assert_allclose(info.loss, -info.bound, rtol=1e-7)
-    assert float(info.grad_norm) > 0.0
+def test_the_step_ascends_the_mean_bound(images):
+    """With sgd(lr), one step moves the parameters by +lr * grad of the batch's mean bound,
+    computed here directly (lvm.elbo per datapoint, datapoint b with split(key, B)[b]), and
+    reports loss = -bound: a sign, key or averaging slip in the step fails it."""
+    lr, key, batch = 1e-2, jax.random.key(3), jnp.asarray(images[:10])
+    model = VAE(SMALL, key=jax.random.key(0))
+    init, step = make_train_step(lvm.ELBO(1), optax.sgd(lr))
+    state, info = eqx.filter_jit(step)(key, init(model), batch)
+
+    def mean_bound(m):
+        keys = jax.random.split(key, batch.shape[0])
+        bounds = jax.vmap(lambda k, x: lvm.elbo(k, m.log_joint, m.encode(x), x))(keys, batch)
+        return jnp.mean(bounds)
+
+    want, grads = eqx.filter_value_and_grad(mean_bound)(model)
+    np.testing.assert_allclose([info.bound, info.loss], [want, -want], rtol=1e-6)
+    np.testing.assert_allclose(info.grad_norm, optax.tree.norm(grads), rtol=1e-5)
+    moved = eqx.apply_updates(model, jax.tree.map(lambda g: lr * g, grads))
+    for got, expected in zip(
+        jax.tree.leaves(eqx.filter(state.params, eqx.is_inexact_array)),
+        jax.tree.leaves(eqx.filter(moved, eqx.is_inexact_array)),
+        strict=True,
+    ):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
 
 
 def test_two_epochs_on_1000_images_improve_the_bound(images):
@@ -89,8 +108,8 @@ def test_two_epochs_on_1000_images_improve_the_bound(images):
     )
     result = _train(_config(objective=lvm.ELBO(1), learning_rate=3e-3), images, progress=False)
     after = bound(key, result.model, images, lvm.ELBO(1))
-    sem = np.std(after - before) / np.sqrt(len(images))
-    assert np.mean(after) > np.mean(before) + 10 * sem + 10.0  # tens of nats on this easy data
+    gain, sem = mean_se(after - before)
+    assert gain > 10 * sem + 10.0  # tens of nats on this easy data
     assert result.history[1]["train_bound"] > result.history[0]["train_bound"]
 
 
@@ -203,8 +222,10 @@ def test_bad_training_data_is_refused(images):
     step = eqx.filter_jit(step)
     with pytest.raises(ValueError, match="x must have shape"):
         step(jax.random.key(0), state, jnp.zeros((4, 783)))
-    with pytest.raises(Exception, match="NaN"):
-        step(jax.random.key(0), state, jnp.asarray(bad[:4]))
+    # Inside the jitted step nothing checks x (train_vae checks the data set first):
+    # the step reports the non-finite loss.
+    _, info = step(jax.random.key(0), state, jnp.asarray(bad[:4]))
+    assert not bool(info.finite)
 
 
 def test_iwae_schedule():
@@ -296,4 +317,14 @@ def test_command_line_evaluates_by_ais(images, tmp_path, monkeypatch):
     args = ["--latent-dim", "2", "--hidden-sizes", "8", "--epochs", "1", "--out-dir", str(tmp_path)]
     summary = cli.main([*args, "--eval-method", "ais", "--ais-steps", "5"])
     assert summary["test"]["estimator"].startswith("AIS(num_steps=5,")
-    assert summary["test"]["num_images"] == 20 and summary["test"]["log_px"] < 0
+    assert summary["test"]["num_images"] == 20
+    # The number is AIS(5) on the saved model, the test split and the run's test key.
+    direct = lvm.evaluate.evaluate(
+        run_keys(0).test,
+        load_model(tmp_path / "checkpoint.eqx"),
+        images[120:140],
+        method="ais",
+        num_steps=5,
+        progress=False,
+    )
+    assert summary["test"]["log_px"] == pytest.approx(direct.log_px, rel=1e-6)

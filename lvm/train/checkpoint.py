@@ -36,7 +36,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from lvm._checks import check_finite_tree, host_value
+from lvm._checks import check_finite_tree
+from lvm.sharding import host_value
 
 MAGIC = b"LVMCKPT\n"
 FORMAT_VERSION = 2

@@ -53,11 +53,10 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
-from lvm._checks import host_value
 from lvm.amortized import check_dataset, check_model
 from lvm.evaluate import bound
 from lvm.models.vae import VAE, VAEConfig
-from lvm.sharding import make_mesh, replicate
+from lvm.sharding import host_value, make_mesh, replicate
 from lvm.train.checkpoint import (
     CheckpointError,
     load_checkpoint,
