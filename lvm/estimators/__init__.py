@@ -32,6 +32,7 @@ from lvm.estimators.objectives import (
     objective_from_dict,
     objective_to_dict,
 )
+from lvm.estimators.optimize import OptimizeInfo, optimize_proposal
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
@@ -66,6 +67,8 @@ __all__ = [
     "naive_monte_carlo",
     "objective_from_dict",
     "objective_to_dict",
+    "optimize_proposal",
+    "OptimizeInfo",
     "stop_gradient_proposal",
     "sumo",
     "sumo_num_terms",
