@@ -16,9 +16,10 @@ bound of the best q of the family for this x, with no amortization: Cremer, Li &
 the proposal's pytree, e.g. to a flow's base):
 
 * :class:`lvm.DiagonalNormal`: (loc, log scale), c: scale = exp(log scale);
-* :class:`lvm.MultivariateNormal`: loc and L with its diagonal stored as :math:`\log|L_{ii}|`,
+* :class:`lvm.MultivariateNormal`: loc and L with its diagonal stored as :math:`\log L_{ii}`,
   c: :math:`L = \mathrm{tril}_{-1}(\lambda_L) + \mathrm{diag}(e^{\mathrm{diag}\,\lambda_L})`
-  (a negative :math:`L_{ii}` of ``q0`` becomes positive, the same covariance);
+  (a column of ``q0``'s L whose diagonal entry is negative is negated first: the same
+  covariance :math:`LL^\top`, a positive diagonal);
 * any other array leaf as it is: a flow's bijections are already unconstrained (flowjax's
   positive scales are ``paramax`` parameterizations of real arrays), and a user's module must
   hold unconstrained arrays too.
@@ -69,9 +70,11 @@ def _unconstrain(q):
         if isinstance(node, DiagonalNormal):
             return _LogScaleNormal(node.loc, jnp.log(node.scale))
         if isinstance(node, MultivariateNormal):
+            # Flip the columns whose diagonal entry is negative: the same L L^T, a positive diagonal.
             tril = jnp.tril(node.scale_tril)
-            diag = jnp.log(jnp.abs(jnp.diag(tril)))
-            return _LogDiagonalTrilNormal(node.loc, jnp.tril(tril, -1) + jnp.diag(diag))
+            tril = tril * jnp.where(jnp.diag(tril) < 0, -1.0, 1.0).astype(tril.dtype)[None, :]
+            raw = jnp.tril(tril, -1) + jnp.diag(jnp.log(jnp.diag(tril)))
+            return _LogDiagonalTrilNormal(node.loc, raw)
         return node
 
     return jax.tree.map(
