@@ -79,14 +79,22 @@ def main() -> None:
     batch = jax.random.bernoulli(data_key, 0.2, (batch_size, 784)).astype(jnp.float32)
     step = _step(lvm.IWAE(num_samples), batch)
 
-    print(json.dumps({"bench": "load_average", "1min": round(os.getloadavg()[0], 2), "jax": jax.__version__}))
+    print(
+        json.dumps(
+            {"bench": "load_average", "1min": round(os.getloadavg()[0], 2), "jax": jax.__version__}
+        )
+    )
     values = {}
     for name, model in models.items():
         start = time.perf_counter()
         value, _ = jax.block_until_ready(step(model, step_key))
         values[name] = float(value)
         compile_s = time.perf_counter() - start
-        print(json.dumps({"bench": "flow_posterior_compile", "q": name, "seconds": round(compile_s, 2)}))
+        print(
+            json.dumps(
+                {"bench": "flow_posterior_compile", "q": name, "seconds": round(compile_s, 2)}
+            )
+        )
     times = {name: [] for name in models}
     names = list(models)
     for r in range(rounds):
@@ -109,6 +117,9 @@ def main() -> None:
                     "best_seconds": round(float(t.min()), 5),
                     "median_seconds": round(float(np.median(t)), 5),
                     "ratio_to_gaussian_median": round(float(np.median(t / base)), 3),
+                    "ratio_quartiles": [
+                        round(float(v), 3) for v in np.percentile(t / base, [25, 75])
+                    ],
                     "rounds": rounds,
                 }
             ),
