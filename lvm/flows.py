@@ -12,7 +12,7 @@ invert a flow to score its own samples. ``log_prob(z)`` at an arbitrary z needs
 
 **Inverse autoregressive flows** (IAF; Kingma et al., 2016). Each layer is an affine
 autoregressive map, :math:`z_i \leftarrow \mu_i(z_{<i}; h) + \sigma_i(z_{<i}; h)\, z_i`, with
-:math:`(\mu, \log\text{-softplus}^{-1}\sigma)` the outputs of one masked network (MADE;
+:math:`\mu` and :math:`\sigma = \mathrm{softplus}(\cdot)` read from one masked network (MADE;
 Germain et al., 2015) evaluated on the layer's input, and the order of the coordinates
 reversed between layers. The forward pass (sampling, with its log-determinant
 :math:`\sum_i \log\sigma_i`) is one network evaluation per layer; the inverse is sequential,

@@ -225,9 +225,10 @@ def test_vmaps_over_datapoints_and_stacked_starts(model, x):
         np.testing.assert_allclose(q_batch.loc[i], q_i.loc, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(q_batch.scale[i], q_i.scale, rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(info_batch.objective[i], info_i.objective, rtol=1e-5, atol=1e-5)
-    # A flow holds functions in its pytree: equinox's filter transformations batch it.
-    flow = _poor_start("flow")
-    flows, info = eqx.filter_jit(eqx.filter_vmap(lambda xi: one(flow, xi)))(xs)
+    # A flow holds functions in its pytree: equinox's filter transformations batch it, here
+    # three flows (built batched) over three datapoints.
+    flow0s = eqx.filter_vmap(lambda q: iaf(jax.random.key(9), q, nn_width=8))(q0s)
+    flows, info = eqx.filter_jit(eqx.filter_vmap(one))(flow0s, xs)
     assert info.objective.shape == (3, 30)
     assert flows.base.loc.shape == (3, D_LATENT)
     assert bool(jnp.all(jnp.isfinite(info.objective)))
