@@ -9,34 +9,31 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from scipy.stats import multivariate_normal
+from _posterior_testbed import D_DATA, D_LATENT, closed_form, make_testbed
 
 import lvm
 from lvm.estimators import iwae_dreg
 from lvm.flows import ConditionalIAF, Flow, iaf
 
-D_LATENT, D_DATA = 2, 5
+
+@pytest.fixture(scope="module")
+def model_and_x():
+    return make_testbed()
 
 
 @pytest.fixture(scope="module")
-def model():
-    # Posterior correlation 0.87 at this x: far from mean-field.
-    return lvm.LinearGaussian.random(
-        jax.random.key(1), latent_dim=D_LATENT, data_dim=D_DATA, noise_std=0.5
-    )
+def model(model_and_x):
+    return model_and_x[0]
 
 
 @pytest.fixture(scope="module")
-def x(model):
-    return model.sample(jax.random.key(2))[1]
+def x(model_and_x):
+    return model_and_x[1]
 
 
 @pytest.fixture(scope="module")
 def exact_log_px(model, x):
-    """log N(x; b, W W^T + sigma^2 I) by scipy, independent of the library."""
-    w, b = np.asarray(model.weight, np.float64), np.asarray(model.bias, np.float64)
-    cov = w @ w.T + float(model.noise_std) ** 2 * np.eye(D_DATA)
-    return float(multivariate_normal(b, cov).logpdf(np.asarray(x, np.float64)))
+    return closed_form(model, x)["log_px"]
 
 
 def _base(d=D_LATENT):

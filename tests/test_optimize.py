@@ -4,7 +4,7 @@ From a poor start, the optimum of each family is known:
 * a full Gaussian or a flow contains p(z|x): the ELBO reaches log p(x) (KL -> 0);
 * a diagonal Gaussian reaches the best mean-field ELBO, mean m and precisions diag(Sigma^-1):
   log p(x) - KL = log p(x) - (sum_i log Lambda_ii - log det Lambda) / 2, Lambda = Sigma^-1.
-Both are computed here with numpy/scipy, independently of the library. The reached bound is
+Both are computed with numpy/scipy, independently of the library (tests/_posterior_testbed.py). The reached bound is
 estimated with n fresh ELBO samples; tolerances are 4 Monte-Carlo standard errors of that mean.
 """
 
@@ -16,46 +16,35 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from scipy.stats import multivariate_normal
+from _posterior_testbed import D_LATENT, closed_form, make_testbed
 
 import lvm
 from lvm.flows import iaf
 
-D_LATENT, D_DATA = 2, 5
 NUM_EVAL = 40_000
-# log w is float32: at q = p(z|x) every log-weight is log p(x) (about -10) up to ~1e-6 relative
+# log w is float32: at q = p(z|x) every log-weight is log p(x) (about -6) up to ~1e-6 relative
 # round-off, which the s.e. of a constant does not capture; this floor covers it.
 FLOAT32_FLOOR = 1e-4
 
 
 @pytest.fixture(scope="module")
-def model():
-    # Posterior correlation 0.87 at this x: the mean-field gap is 0.72 nats.
-    return lvm.LinearGaussian.random(
-        jax.random.key(1), latent_dim=D_LATENT, data_dim=D_DATA, noise_std=0.5
-    )
+def model_and_x():
+    return make_testbed()
 
 
 @pytest.fixture(scope="module")
-def x(model):
-    return model.sample(jax.random.key(2))[1]
+def model(model_and_x):
+    return model_and_x[0]
 
 
 @pytest.fixture(scope="module")
-def closed_form(model, x):
-    """log p(x), the posterior mean and precision, and the best mean-field ELBO (numpy/scipy, float64)."""
-    w, b = np.asarray(model.weight, np.float64), np.asarray(model.bias, np.float64)
-    s2, xv = float(model.noise_std) ** 2, np.asarray(x, np.float64)
-    log_px = multivariate_normal(b, w @ w.T + s2 * np.eye(D_DATA)).logpdf(xv)
-    precision = np.eye(D_LATENT) + w.T @ w / s2
-    mean = np.linalg.solve(precision, w.T @ (xv - b) / s2)
-    mean_field_gap = 0.5 * (np.sum(np.log(np.diag(precision))) - np.linalg.slogdet(precision)[1])
-    return {
-        "log_px": float(log_px),
-        "mean": mean,
-        "precision": precision,
-        "mean_field_elbo": float(log_px - mean_field_gap),
-    }
+def x(model_and_x):
+    return model_and_x[1]
+
+
+@pytest.fixture(scope="module", name="closed_form")
+def closed_form_fixture(model, x):
+    return closed_form(model, x)
 
 
 def _poor_start(family):
