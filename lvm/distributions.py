@@ -154,6 +154,13 @@ def kl_divergence(
               + (\mu_p-\mu_q)^\top\Sigma_p^{-1}(\mu_p-\mu_q) - d
               + \log\det\Sigma_p - \log\det\Sigma_q\big]
     """
+    for name, dist in (("q", q), ("p", p)):
+        if not isinstance(dist, DiagonalNormal | MultivariateNormal):
+            raise TypeError(
+                f"kl_divergence is the closed form between two Gaussians; {name} is a "
+                f"{type(dist).__name__}. For another q (a flow) estimate the KL by Monte Carlo, "
+                "e.g. train with lvm.ELBO instead of lvm.ELBOAnalyticKL"
+            )
     if isinstance(q, DiagonalNormal) and isinstance(p, DiagonalNormal):
         ratio = (q.scale / p.scale) ** 2
         mahal = ((q.loc - p.loc) / p.scale) ** 2

@@ -60,7 +60,8 @@ class Flow(eqx.Module):
             bijection qualifies, e.g. ``flowjax.flows.coupling_flow(...).bijection``; its
             ``paramax`` parameterizations (masks, positive scales) are applied on every call.
         condition: h, the conditioning features when the bijection has a ``cond_shape``,
-            else None.
+            else None. (Any field may be a ``paramax`` wrapper, e.g. ``paramax.non_trainable(h)``
+            to keep h fixed in :func:`lvm.optimize_proposal`; they are unwrapped on every call.)
 
     ``sample(key)`` and ``sample_and_log_prob(key)`` draw the same z for the same key.
     """
@@ -70,39 +71,42 @@ class Flow(eqx.Module):
     condition: Float[Array, " c"] | None = None
 
     def __check_init__(self):
-        shape = tuple(self.bijection.shape)
+        flow = paramax.unwrap(self)
+        shape = tuple(flow.bijection.shape)
         if len(shape) != 1:
             raise ValueError(f"the bijection must act on vectors, got shape {shape}")
-        cond_shape = self.bijection.cond_shape
-        if cond_shape is None and self.condition is not None:
+        cond_shape = flow.bijection.cond_shape
+        if cond_shape is None and flow.condition is not None:
             raise ValueError("condition given, but the bijection is unconditional")
         if cond_shape is not None:
-            if self.condition is None:
+            if flow.condition is None:
                 raise ValueError(
                     f"the bijection is conditional: give a condition of shape {cond_shape}"
                 )
-            check_shape(self.condition, tuple(cond_shape), "condition")
-        base_shape = jax.eval_shape(self.base.sample, jax.random.key(0)).shape
+            check_shape(flow.condition, tuple(cond_shape), "condition")
+        base_shape = jax.eval_shape(flow.base.sample, jax.random.key(0)).shape
         if tuple(base_shape) != shape:
             raise ValueError(
                 f"base draws z of shape {tuple(base_shape)}, the bijection acts on {shape}"
             )
 
     def sample(self, key: Key) -> Float[Array, " d"]:
-        z0 = self.base.sample(key)
-        return paramax.unwrap(self.bijection).transform(z0, self.condition)
+        flow = paramax.unwrap(self)
+        return flow.bijection.transform(flow.base.sample(key), flow.condition)
 
     def sample_and_log_prob(self, key: Key) -> tuple[Float[Array, " d"], Scalar]:
         """One draw and its log-density from one forward pass: no inverse is computed."""
-        z0, log_q0 = sample_and_log_prob(key, self.base)
-        z, log_det = paramax.unwrap(self.bijection).transform_and_log_det(z0, self.condition)
+        flow = paramax.unwrap(self)
+        z0, log_q0 = sample_and_log_prob(key, flow.base)
+        z, log_det = flow.bijection.transform_and_log_det(z0, flow.condition)
         return z, log_q0 - log_det
 
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
         """:math:`\\log q_0(T^{-1}(z)) + \\log|\\det \\partial T^{-1}/\\partial z|`: the inverse pass (sequential for an IAF)."""
-        check_shape(z, tuple(self.bijection.shape), "z")
-        z0, log_det = paramax.unwrap(self.bijection).inverse_and_log_det(z, self.condition)
-        return self.base.log_prob(z0) + log_det
+        flow = paramax.unwrap(self)
+        check_shape(z, tuple(flow.bijection.shape), "z")
+        z0, log_det = flow.bijection.inverse_and_log_det(z, flow.condition)
+        return flow.base.log_prob(z0) + log_det
 
 
 def iaf_bijection(

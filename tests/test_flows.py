@@ -188,6 +188,12 @@ def test_estimators_run_on_a_conditional_flow(model, objective):
         assert any(float(jnp.max(jnp.abs(g))) > 0 for g in leaves)
 
 
+def test_analytic_kl_refuses_a_flow(model, x):
+    # (the tests' runtime type checker raises first; its message and ours both name the function)
+    with pytest.raises(TypeError, match="kl_divergence"):
+        lvm.ELBOAnalyticKL()(jax.random.key(0), model.log_joint, _random_iaf(), x)
+
+
 def test_ais_starts_from_a_flow(model, x):
     # The path's log q(z) and its gradient are needed at every HMC position: AIS calls the
     # flow's log_prob (its inverse), which it may; the run is finite.

@@ -15,11 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import paramax
 import pytest
 from _posterior_testbed import D_LATENT, closed_form, make_testbed
 
 import lvm
-from lvm.flows import iaf
+from lvm.flows import ConditionalIAF, iaf
 
 NUM_EVAL = 40_000
 # log w is float32: at q = p(z|x) every log-weight is log p(x) (about -6) up to ~1e-6 relative
@@ -221,6 +222,23 @@ def test_vmaps_over_datapoints_and_stacked_starts(model, x):
     assert info.objective.shape == (3, 30)
     assert flows.base.loc.shape == (3, D_LATENT)
     assert bool(jnp.all(jnp.isfinite(info.objective)))
+
+
+def test_non_trainable_arrays_stay_fixed(model, x):
+    # A conditional flow's features h: optimized as free inputs by default, kept with paramax.
+    conditional = ConditionalIAF(jax.random.key(10), latent_dim=D_LATENT, cond_dim=3, nn_width=8)
+    h = jnp.array([0.5, -1.0, 2.0])
+    settings = dict(objective=lvm.ELBO(2), num_steps=3, optimizer=optax.adam(0.1))
+    free = conditional(h)
+    fixed = eqx.tree_at(lambda q: q.condition, free, paramax.non_trainable(h))
+
+    def run(q0):
+        return lvm.optimize_proposal(jax.random.key(11), model.log_joint, q0, x, **settings)[0]
+
+    q_free, q_fixed = eqx.filter_jit(run)(free), eqx.filter_jit(run)(fixed)
+    assert float(jnp.max(jnp.abs(q_free.condition - h))) > 1e-2
+    np.testing.assert_array_equal(paramax.unwrap(q_fixed).condition, h)
+    assert float(jnp.max(jnp.abs(q_fixed.base.loc - free.base.loc))) > 1e-2  # the rest moved
 
 
 def test_bad_settings_raise(model, x):

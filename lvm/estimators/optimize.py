@@ -25,7 +25,9 @@ the proposal's pytree, e.g. to a flow's base):
   hold unconstrained arrays too.
 
 Every floating-point array is optimized except those inside a ``paramax.NonTrainable``;
-integer and boolean arrays (masks, permutations) are kept as they are.
+integer and boolean arrays (masks, permutations) are kept as they are. So a conditional
+flow's features h (:class:`lvm.flows.Flow`'s ``condition``) are optimized with its weights,
+as free inputs, unless given as ``paramax.non_trainable(h)``.
 """
 
 from typing import NamedTuple
