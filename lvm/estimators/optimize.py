@@ -60,7 +60,7 @@ class _LogScaleNormal(eqx.Module):
 
 class _LogDiagonalTrilNormal(eqx.Module):
     loc: Array
-    raw_tril: Array  # strictly lower part: L; diagonal: log |L_ii|; upper part unused
+    raw_tril: Array  # strictly lower part: L; diagonal: log L_ii; upper part unused
 
     def constrain(self) -> MultivariateNormal:
         tril = jnp.tril(self.raw_tril, -1) + jnp.diag(jnp.exp(jnp.diag(self.raw_tril)))
