@@ -2,7 +2,8 @@
 
 Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS, Gaussian log-density) ->
 ``distributions`` (priors and proposals) -> ``models`` (linear-Gaussian, GMM, VAE) ->
-``estimators`` (naive MC, importance sampling / IWAE, ELBO, AIS / BDMC) -> ``fit`` (EM and gradient
+``flows`` (normalizing-flow proposals on ``flowjax``) -> ``estimators`` (naive MC, importance
+sampling / IWAE, ELBO, AIS / BDMC, the per-datapoint optimal proposal) -> ``fit`` (EM and gradient
 fitting of mixtures) and ``train`` / ``evaluate`` / ``sharding`` (the VAE) -> ``data``.
 The subpackages ``lvm.fit``, ``lvm.train``, ``lvm.evaluate``, ``lvm.data`` are imported
 by name; the core math is re-exported here.
@@ -15,7 +16,9 @@ from lvm.distributions import (
     DiagonalNormal,
     MultivariateNormal,
     kl_divergence,
+    sample_and_log_prob,
     sample_n,
+    sample_n_and_log_prob,
 )
 from lvm.estimators import (
     AIS,
@@ -25,6 +28,7 @@ from lvm.estimators import (
     BDMCResult,
     ELBOAnalyticKL,
     ELBOTerms,
+    OptimizeInfo,
     ais,
     ais_log_weights,
     annealing_schedule,
@@ -39,9 +43,11 @@ from lvm.estimators import (
     log_weight,
     log_weights,
     naive_monte_carlo,
+    optimize_proposal,
     sigmoid_schedule,
     sumo,
 )
+from lvm.flows import ConditionalIAF, Flow, iaf, iaf_bijection
 from lvm.joint import Joint
 from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
 
@@ -81,6 +87,14 @@ __all__ = [
     "model_bound",
     "naive_monte_carlo",
     "particle_log_mean_exp",
+    "sample_and_log_prob",
     "sample_n",
+    "sample_n_and_log_prob",
+    "optimize_proposal",
+    "OptimizeInfo",
+    "Flow",
+    "ConditionalIAF",
+    "iaf",
+    "iaf_bijection",
     "sumo",
 ]

@@ -176,6 +176,27 @@ def sample_n(key: Key, dist: Distribution, num_samples: int) -> Latent:
     return jax.vmap(dist.sample)(particle_keys(key, num_samples))
 
 
+def sample_and_log_prob(key: Key, dist: Distribution) -> tuple[Latent, Scalar]:
+    r"""One draw :math:`z \sim` ``dist`` with ``key`` and its log-density :math:`\log q(z)`.
+
+    Uses ``dist.sample_and_log_prob(key)`` when ``dist`` has it (a :class:`lvm.flows.Flow`
+    scores its draw from the forward pass, without inverting), else ``dist.sample(key)`` then
+    ``dist.log_prob(z)``. The z is the one ``dist.sample(key)`` draws.
+    """
+    if hasattr(dist, "sample_and_log_prob"):
+        return dist.sample_and_log_prob(key)
+    z = dist.sample(key)
+    return z, dist.log_prob(z)
+
+
+def sample_n_and_log_prob(
+    key: Key, dist: Distribution, num_samples: int
+) -> tuple[Latent, Float[Array, " k"]]:
+    """:func:`sample_n` with the log-density of each draw (:func:`sample_and_log_prob` per particle key)."""
+    num_samples = check_positive_int(num_samples)
+    return jax.vmap(lambda k: sample_and_log_prob(k, dist))(particle_keys(key, num_samples))
+
+
 def kl_divergence(q: Distribution, p: Distribution) -> Scalar:
     r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` where one exists.
 

@@ -38,6 +38,14 @@ class Distribution(Protocol):
     drawn by vmapping ``sample`` over split keys (:func:`lvm.sample_n`), so that
     sample i depends only on key i: a chunked estimator then draws exactly the
     same z_i as the unchunked one.
+
+    Optional: ``sample_and_log_prob(key) -> (z, log_q)``, the z of ``sample(key)`` and
+    ``log_prob(z)`` (equal to round-off) from one computation. A normalizing flow
+    (:class:`lvm.flows.Flow`) scores its own draw from the forward pass this way, while
+    ``log_prob`` at any other z needs the inverse, which for an inverse autoregressive flow is
+    sequential. The estimators draw every particle through :func:`lvm.sample_and_log_prob`,
+    which calls it when present and ``sample`` then ``log_prob`` otherwise. (Not a member of
+    this protocol, so that ``isinstance(q, Distribution)`` does not require it.)
     """
 
     def sample(self, key: Key) -> Latent: ...

@@ -24,6 +24,7 @@ from lvm.estimators.gradients import elbo_stl, iwae_dreg, iwae_stl, stop_gradien
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
 from lvm.estimators.objectives import ELBO, IWAE, OBJECTIVES, ELBOAnalyticKL
+from lvm.estimators.optimize import OptimizeInfo, optimize_proposal
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
@@ -55,6 +56,8 @@ __all__ = [
     "log_weight",
     "log_weights",
     "naive_monte_carlo",
+    "optimize_proposal",
+    "OptimizeInfo",
     "stop_gradient_proposal",
     "sumo",
     "sumo_num_terms",

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from lvm._checks import check_finite, check_positive_int
-from lvm.distributions import kl_divergence, sample_n
+from lvm.distributions import kl_divergence, sample_n, sample_n_and_log_prob
 from lvm.estimators.weights import log_weights
 from lvm.joint import Joint, require_joint
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
@@ -41,17 +41,15 @@ def elbo_decomposition(
 ) -> ELBOTerms:
     r""":math:`\mathbb E_q[\log p(x,z)]` by Monte Carlo and :math:`H(q)`, analytic when q has ``entropy()``.
 
-    Without an analytic entropy, :math:`H(q) \approx -\frac1k\sum_i \log q(z_i)` on the same samples,
-    and the sum equals :func:`elbo` for the same key.
+    Without an analytic entropy, :math:`H(q) \approx -\frac1k\sum_i \log q(z_i)` on the same samples
+    (scored as they are drawn, :func:`lvm.sample_and_log_prob`: a flow is not inverted), and
+    the sum equals :func:`elbo` for the same key.
     """
     num_samples = check_positive_int(num_samples)
     x = check_finite(x)
-    z = sample_n(key, proposal, num_samples)
+    z, log_q = sample_n_and_log_prob(key, proposal, num_samples)
     expected_log_joint = jnp.mean(jax.vmap(lambda zi: log_joint(x, zi))(z))
-    if hasattr(proposal, "entropy"):
-        entropy = proposal.entropy()
-    else:
-        entropy = -jnp.mean(jax.vmap(proposal.log_prob)(z))
+    entropy = proposal.entropy() if hasattr(proposal, "entropy") else -jnp.mean(log_q)
     return ELBOTerms(expected_log_joint + entropy, expected_log_joint, entropy)
 
 

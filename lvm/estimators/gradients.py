@@ -26,6 +26,17 @@ q = p(z|x):
 The values returned are those of the plain estimators; only their gradients differ. The
 proposal must be a pytree holding its parameters as arrays (every ``lvm`` distribution is
 an equinox Module), so that its parameters can be stopped generically.
+
+**Flows.** Both estimators need :math:`\log q_{\mathrm{sg}(\phi)}(z)` as a function of the
+sample z, with the parameters stopped but z differentiable, i.e. ``stopped.log_prob(z)``. For a
+:class:`lvm.flows.Flow` that is its inverse pass, :math:`z_0 = T^{-1}(z)`, differentiated
+w.r.t. z; the forward pass that drew z gives :math:`\log q(z)` only as a function of
+:math:`z_0` and :math:`\phi`, which is not this gradient. So on a flow STL and DReG cost one
+inverse per particle on top of the forward draw: for an inverse autoregressive flow on a
+d-dimensional z, d sequential evaluations of each layer's network (a coupling flow's inverse
+costs what its forward does). DReG takes its normalised weights from the forward pass
+(:func:`lvm.sample_and_log_prob`), so it inverts once per particle, as STL does. The
+reparameterized estimators (:func:`lvm.iwae_bound`, :func:`lvm.elbo`) never invert.
 """
 
 import equinox as eqx
@@ -34,7 +45,7 @@ import jax.numpy as jnp
 
 from lvm._checks import check_finite, check_has_arrays, check_positive_int
 from lvm._math import log_mean_exp, particle_keys, particle_log_mean_exp
-from lvm.distributions import sample_n
+from lvm.distributions import sample_n_and_log_prob
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 
@@ -117,8 +128,9 @@ def iwae_dreg(
     def log_w(z):
         return log_joint(x, z) - stopped.log_prob(z)
 
-    z = sample_n(key, proposal, num_samples)
-    ell = jax.lax.stop_gradient(jax.vmap(log_w)(z))
+    # The weights are only used through stop_gradient: their log q comes from the draw itself.
+    z, log_q = sample_n_and_log_prob(key, proposal, num_samples)
+    ell = jax.lax.stop_gradient(jax.vmap(lambda zi: log_joint(x, zi))(z) - log_q)
     weights = jax.nn.softmax(ell)
 
     def scale_path(zi):

@@ -5,17 +5,21 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_finite, check_positive_int
 from lvm._math import particle_keys
+from lvm.distributions import sample_and_log_prob
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 
 def log_weight(key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
     r"""One particle: draw :math:`z \sim q` with ``key`` and return :math:`\log p(x,z) - \log q(z)`.
 
-    With a reparameterized ``proposal`` (the Gaussians) the result is
-    differentiable w.r.t. both the model and the proposal parameters.
+    With a reparameterized ``proposal`` (the Gaussians, a flow) the result is
+    differentiable w.r.t. both the model and the proposal parameters. This is the one place
+    a particle is drawn and scored: a proposal with ``sample_and_log_prob(key)`` (a
+    :class:`lvm.flows.Flow`) gives z and :math:`\log q(z)` from one call, so a flow is never
+    inverted to score its own sample (:func:`lvm.sample_and_log_prob`).
     """
-    z = proposal.sample(key)
-    return log_joint(x, z) - proposal.log_prob(z)
+    z, log_q = sample_and_log_prob(key, proposal)
+    return log_joint(x, z) - log_q
 
 
 def log_weights(
