@@ -9,9 +9,14 @@ shared machine hits both alike. Each worker times its own epochs (``block_until_
 the JSON line gives the median and quartiles of the per-pair ratio now / rev.
 
     python bench/vae_train_revisions.py --rev 8fdf7de        # k = 1 and 5, a few minutes
+    python bench/vae_train_revisions.py --rev 0913c01 --skip # the skip policy's cost, now
+                                                             # against before the checks existed
 
-Worker mode (internal): ``python bench/vae_train_revisions.py --worker K STEPS`` reads one
-line per epoch on stdin and answers with the seconds it took.
+``--skip`` times this checkout with ``nonfinite="skip"``'s optimizer
+(``make_optimizer(..., max_consecutive_skips=10)``: ``optax.apply_if_finite`` around Adam's
+moments) against plain Adam at ``--rev``. Worker mode (internal): ``python
+bench/vae_train_revisions.py --worker K STEPS SKIP`` reads one line per epoch on stdin and
+answers with the seconds it took.
 """
 
 import argparse
@@ -29,7 +34,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 
 
-def worker(k: int, steps: int) -> None:
+def worker(k: int, steps: int, skip: int) -> None:
     import jax
     import jax.numpy as jnp
     import optax
@@ -41,7 +46,18 @@ def worker(k: int, steps: int) -> None:
     images = (np.random.default_rng(0).random((steps * 100, 784)) < 0.13).astype(np.float32)
     images = jnp.asarray(images)
     objective = lvm.ELBO(1) if k == 1 else lvm.IWAE(k)
-    init, epoch = make_train_epoch(objective, optax.adam(1e-3, eps=1e-4), batch_size=100)
+    if skip:
+        from lvm.train import make_optimizer
+
+        optimizer, _ = make_optimizer(
+            learning_rate=1e-3, schedule="constant", steps_per_epoch=steps, eps=1e-4,
+            max_consecutive_skips=10,
+        )  # fmt: skip
+        init, epoch = make_train_epoch(
+            objective, optimizer, batch_size=100, max_consecutive_skips=10
+        )
+    else:
+        init, epoch = make_train_epoch(objective, optax.adam(1e-3, eps=1e-4), batch_size=100)
     state = init(VAE(VAEConfig(), key=jax.random.key(0)))
     state, _ = jax.block_until_ready(epoch(jax.random.key(0), state, images))  # compile
     print(json.dumps({"ready": lvm.__file__}), flush=True)
@@ -61,10 +77,10 @@ def _export(rev: str) -> Path:
     return folder
 
 
-def _start(tree: Path, k: int, steps: int) -> subprocess.Popen:
+def _start(tree: Path, k: int, steps: int, skip: bool = False) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(tree))
     proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", str(k), str(steps)],
+        [sys.executable, __file__, "--worker", str(k), str(steps), str(int(skip))],
         env=env,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -82,8 +98,8 @@ def _epoch(proc: subprocess.Popen) -> float:
     return json.loads(proc.stdout.readline())["seconds"]
 
 
-def measure(rev_tree: Path, k: int, steps: int, pairs: int) -> dict:
-    procs = {"rev": _start(rev_tree, k, steps), "now": _start(REPO, k, steps)}
+def measure(rev_tree: Path, k: int, steps: int, pairs: int, skip: bool) -> dict:
+    procs = {"rev": _start(rev_tree, k, steps), "now": _start(REPO, k, steps, skip)}
     seconds = {"rev": [], "now": []}
     try:
         for p in range(pairs):
@@ -96,6 +112,7 @@ def measure(rev_tree: Path, k: int, steps: int, pairs: int) -> dict:
     ratios = np.asarray(seconds["now"]) / np.asarray(seconds["rev"])
     return {
         "bench": "vae_train_revisions",
+        "policy_now": "skip" if skip else "raise",
         "num_samples": k,
         "steps_per_epoch": steps,
         "pairs": pairs,
@@ -110,7 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rev", default="8fdf7de", help="git revision to compare against")
     parser.add_argument("--pairs", type=int, default=20)
-    parser.add_argument("--worker", nargs=2, type=int, metavar=("K", "STEPS"))
+    parser.add_argument("--skip", action="store_true", help="time the skip policy now")
+    parser.add_argument("--worker", nargs=3, type=int, metavar=("K", "STEPS", "SKIP"))
     args = parser.parse_args()
     if args.worker:
         return worker(*args.worker)
@@ -118,7 +136,7 @@ def main() -> None:
     load = os.getloadavg()[0]
     print(json.dumps({"bench": "environment", "rev": args.rev, "load_1min": round(load, 2)}))
     for k, steps in ((1, 100), (5, 50)):
-        print(json.dumps(measure(tree, k, steps, args.pairs)), flush=True)
+        print(json.dumps(measure(tree, k, steps, args.pairs, args.skip)), flush=True)
 
 
 if __name__ == "__main__":
