@@ -10,9 +10,13 @@ by name; the core math is re-exported here.
 
 from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
 from lvm.distributions import (
+    Bernoulli,
     Categorical,
     DiagonalNormal,
     MultivariateNormal,
+    RelaxedBernoulli,
+    RelaxedCategorical,
+    WithBaseline,
     kl_divergence,
     sample_n,
 )
@@ -57,6 +61,7 @@ __all__ = [
     "ELBO",
     "IWAE",
     "VAE",
+    "Bernoulli",
     "Categorical",
     "DiagonalNormal",
     "ELBOAnalyticKL",
@@ -65,7 +70,10 @@ __all__ = [
     "Joint",
     "LinearGaussian",
     "MultivariateNormal",
+    "RelaxedBernoulli",
+    "RelaxedCategorical",
     "VAEConfig",
+    "WithBaseline",
     "effective_sample_size",
     "elbo",
     "elbo_analytic_kl",
