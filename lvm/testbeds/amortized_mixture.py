@@ -75,7 +75,7 @@ def exact_encoder(mixture: GaussianMixture) -> CategoricalEncoder:
     rows, cols = np.triu_indices(d)
     linear = jnp.einsum("kij,kj->ki", precision, mixture.means)
     # -1/2 x^T P x = sum_i -P_ii/2 x_i^2 + sum_{i<j} -P_ij x_i x_j
-    quad = -jnp.where(rows == cols, 0.5, 1.0) * precision[:, rows, cols]
+    quad = -jnp.where(rows == cols, 0.5, 1.0)[None, :] * precision[:, rows, cols]
     log_det = jnp.sum(jnp.log(jnp.diagonal(tril, axis1=-2, axis2=-1)), -1)
     bias = (
         mixture.log_mixture_weights - 0.5 * jnp.einsum("ki,ki->k", linear, mixture.means) - log_det
