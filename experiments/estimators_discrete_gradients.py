@@ -44,7 +44,7 @@ REINFORCE (ELBO) 8.11 / 1.64 / 0.162; with the running-average baseline 0.913 / 
 48.3 / 326; VIMCO - / 0.311 / 0.00133; Concrete (tau = 0.5) 0.94 / 0.188 / 0.0179 (ELBO) and
 0.94 / 0.674 / 0.0493 (IWAE). SNR at k = 1 -> 100: REINFORCE (ELBO) 0.45 -> 4.5, NVIL 1.4 ->
 14.1, REINFORCE (IWAE) 0.36 -> 0.0006, VIMCO 1.00 (k = 2) -> 0.60. Bias of every unbiased
-estimator between 0.25 and 2.2 noise floors at every k; Concrete (ELBO, tau = 0.5) 14-15% of
+estimator between 0.26 and 2.2 noise floors at every k; Concrete (ELBO, tau = 0.5) 14-15% of
 the gradient's norm at every k (8.5 to 83 noise floors), Concrete (IWAE) 15% at k = 1 to 17
 times the (shrinking) gradient at k = 100. Concrete at k = 1 by temperature 2, 1, 0.5, 0.25,
 0.1, 0.05: relative bias 0.73, 0.37, 0.13, 0.039, 0.044, 0.094 (noise floors 0.005 to
