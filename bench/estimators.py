@@ -266,7 +266,7 @@ def gradient_cost(cfg: Config) -> None:
             @eqx.filter_jit
             def step(model, key, objective=objective):
                 def loss(m):
-                    return -batch_bound(objective, key, m, batch)
+                    return -batch_bound(key, m, batch, objective)
 
                 return eqx.filter_value_and_grad(loss)(model)
 

@@ -91,14 +91,14 @@ def load_test_images(cfg: Config) -> tuple[np.ndarray, str]:
 
 def lvm_log_px(cfg: Config, images, *, num_samples: int, chunk_size, batch_size: int):
     """A function of no arguments running ``lvm.evaluate.log_px`` on ``images``."""
+    from lvm import IWAE
     from lvm.evaluate import log_px
     from lvm.models.vae import VAE, VAEConfig
 
     model_key, eval_key = jax.random.split(jax.random.key(cfg.seed))
     model = VAE(VAEConfig(), key=model_key)
-    return lambda x=images: log_px(
-        eval_key, model, x, num_samples=num_samples, chunk_size=chunk_size, batch_size=batch_size
-    )
+    estimator = IWAE(num_samples, chunk_size=chunk_size)
+    return lambda x=images: log_px(eval_key, model, x, estimator, batch_size=batch_size)
 
 
 def torch_log_px(torch, cfg, images, *, num_samples: int, chunk_size: int, batch_size: int):

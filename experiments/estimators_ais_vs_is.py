@@ -52,17 +52,8 @@ from functools import partial
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    LABELS,
-    Budget,
-    eval_keys,
-    load_data,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _vae_runs import LABELS, Budget, eval_keys, load_data, parse_args, trained
 
 import lvm
 from lvm.evaluate import bound, log_px
@@ -166,11 +157,10 @@ def _timed(fn):
 def run_model(name, model, test_x, key, config: Config) -> dict:
     """Every estimate on the test images and the BDMC sandwich on simulated images."""
     elbo_key, is_key, ais_key, sim_key, bdmc_key = jax.random.split(key, 5)
-    ais_settings = dict(num_chains=config.num_chains, num_leapfrog_steps=config.num_leapfrog_steps)
     k_ref = max(config.is_num_samples)
 
     def is_values(x, k):
-        return log_px(is_key, model, x, num_samples=k, chunk_size=config.chunk_size,
+        return log_px(is_key, model, x, lvm.IWAE(k, chunk_size=config.chunk_size),
                       batch_size=config.batch_size)  # fmt: skip
 
     per_is, seconds = {}, {}
@@ -193,10 +183,8 @@ def run_model(name, model, test_x, key, config: Config) -> dict:
                 ais_key,
                 model,
                 test_x,
-                method="ais",
-                num_steps=t,
+                lvm.AIS(t, config.num_chains, config.num_leapfrog_steps),
                 batch_size=config.batch_size,
-                **ais_settings,
             )  # fmt: skip
         )
         test["ais"].append(
@@ -303,7 +291,7 @@ def plot(results: dict, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     if args.quick:

@@ -4,7 +4,7 @@ Writes ``paper_figures/estimators_discrete_gradients.{png,pdf,json}``.
 
 Claim. For a discrete z the reparameterization trick does not apply; the library's
 estimators for the encoder's gradient (:mod:`lvm.estimators.discrete`) are checked on the
-exact testbed ``lvm.testbeds.amortized_mixture.mixture_testbed()``: a K = 3, 2-D Gaussian
+exact testbed ``lvm.testbeds.amortized_mixture.amortized_mixture_testbed()``: a K = 3, 2-D Gaussian
 mixture with full covariances, an amortized categorical encoder q(z|x) (logits linear in
 quadratic features of x) set away from p(z|x), and 3 datapoints. With k particles the
 expected bounds E[ELBO_k] and E[IWAE_k] are sums over count vectors of the k draws
@@ -65,12 +65,16 @@ import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
 import optax
-from _common import parse_args, save_figure, save_json, style
+from _script import parse_args, save_figure, save_json, style
 
 import lvm
 from lvm.data.old_faithful import load_old_faithful
 from lvm.fit import fit_em, fit_em_from
-from lvm.testbeds.amortized_mixture import AmortizedMixture, mixture_testbed, quadratic_features
+from lvm.testbeds.amortized_mixture import (
+    AmortizedMixture,
+    amortized_mixture_testbed,
+    quadratic_features,
+)
 from lvm.testbeds.enumeration import expected_model_bound, support
 from lvm.train import make_train_epoch
 
@@ -158,7 +162,7 @@ def testbed_models():
     signals: none; a constant c = mean over datapoints of E_q[ell] (what a running average of
     the learning signal converges to); NVIL's b(x) = E_q[ell | x] (the linear head fitted by
     least squares, exact on 3 datapoints) with sigma^2 = mean of Var_q(ell | x)."""
-    model, xs = mixture_testbed()
+    model, xs = amortized_mixture_testbed()
 
     def moments(x):
         q = model.encode(x)

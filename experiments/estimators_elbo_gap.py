@@ -35,16 +35,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    categorical_kl,
-    mixture_testbed,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-)
+from _script import parse_args, save_figure, save_json, style
+from _testbeds import categorical_kl
 
 import lvm
+from lvm.testing import mixture_testbed
 
 NAME = "estimators_elbo_gap"
 
@@ -123,7 +118,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """Both models, all q, in one compiled program with x a constant (see ``_common``)."""
+    """Both models, all q, in one compiled program (see ``_testbeds.over_repetitions``)."""
     lg, x_lg, lg_key, gmm_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x_lg=x_lg))(lg, lg_key, gmm_key)
 

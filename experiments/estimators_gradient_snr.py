@@ -62,19 +62,12 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    Budget,
-    load_data,
-    log_k_grid,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _testbeds import log_k_grid
+from _vae_runs import Budget, load_data, parse_args, trained
 
 import lvm
-from lvm.estimators import model_bound
+from lvm import model_bound
 
 NAME = "estimators_gradient_snr"
 PARTS = ("linear", "mnist")
@@ -239,7 +232,7 @@ def _mnist_gradients(config: Config, k: int, gradient: str, model, key, *, x):
     enc_index, dec_index = _mnist_selection(model, config.mnist_params_per_group)
 
     def one(key):
-        g = eqx.filter_grad(lambda m: model_bound(objective, key, m, x))(model)
+        g = eqx.filter_grad(lambda m: model_bound(key, m, x, objective))(model)
         return {
             "encoder": g.encoder.layers[-1].bias[enc_index],
             "decoder": g.decoder.layers[-1].bias[dec_index],
@@ -378,7 +371,7 @@ def main(argv=None) -> dict:
     parts = [p for p in known.parts.split(",") if p]
     if any(p not in PARTS for p in parts):
         raise SystemExit(f"--parts must be a subset of {PARTS}, got {known.parts!r}")
-    args = parse_args(rest, __doc__.splitlines()[0], vae=True)
+    args = parse_args(rest, __doc__.splitlines()[0])
     config = Config(budget=args.budget)
     if args.quick:
         config = replace(config.quick(), budget=args.budget)

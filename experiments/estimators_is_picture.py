@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import matplotlib.colors
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import COLORS, parse_args, save_figure, save_json, style
+from _script import parse_args, save_figure, save_json, style
+from _testbeds import COLORS
 
 import lvm
 
@@ -62,7 +63,7 @@ def setup(config: Config, seed):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One compiled program with x a constant (see ``_common.over_repetitions``)."""
+    """One compiled program (see ``_testbeds.over_repetitions``)."""
     model, x, prior_key, q_key = setup(config, seed)
     return jax.jit(partial(_simulate, config, x=x))(model, prior_key, q_key)
 

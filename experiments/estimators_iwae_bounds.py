@@ -31,20 +31,11 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    categorical_kl,
-    log_k_grid,
-    mean_se,
-    mixture_testbed,
-    over_repetitions,
-    parse_args,
-    save_figure,
-    save_json,
-    stack,
-    style,
-)
+from _script import parse_args, save_figure, save_json, style
+from _testbeds import categorical_kl, log_k_grid, over_repetitions, stack
 
 import lvm
+from lvm.testing import mean_se, mixture_testbed
 
 NAME = "estimators_iwae_bounds"
 
@@ -129,7 +120,7 @@ def _estimates(config: Config, k: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per (model, k); x is a constant (see ``_common``)."""
+    """One small compiled program per (model, k) (see ``_testbeds.over_repetitions``)."""
     setups, est_key = setup(config, seed)
     out = {}
     for m, (name, (model, x, proposals)) in enumerate(setups.items()):

@@ -21,7 +21,7 @@ converges slowly, visibly so for the prior.
 
 Model: a linear-Gaussian model (d = 5 latents, D = 20 observations, sigma = 0.5) with one
 datapoint drawn from it, where log p(x), p(z|x), chi^2 and mu_3 are all closed forms
-(``_common.log_moment_gaussian``). Proposals of increasing quality: the prior, then
+(``lvm.testing.log_moment_gaussian``). Proposals of increasing quality: the prior, then
 :math:`q = \mathcal N(\mu, s^2\Sigma)` around the exact posterior :math:`\mathcal N(\mu, \Sigma)`
 with s^2 = 4, 2, 1.25, for which :math:`\chi^2 = (s^2/\sqrt{2s^2-1})^d - 1` exactly (6.90, 1.05,
 0.107). Every IWAE and jackknife point averages ``num_reps`` independent estimates, both
@@ -31,7 +31,7 @@ standard error. The IWAE bias is averaged with the control variate :math:`u = \h
 resolves biases of 1e-5 nats. The jackknife's bias is far smaller (1e-9 nats at k = 1000 for
 s^2 = 1.25), so it is averaged with four control variates of exactly known mean, the least-squares
 fit of the errors on :math:`u`, :math:`u^2 - \chi^2/k`, :math:`u^3 - \mu_3/k^2` and
-:math:`\overline{(w_i/p)^2} - 1 - \chi^2` subtracted (``_common.mean_with_control_variates``).
+:math:`\overline{(w_i/p)^2} - 1 - \chi^2` subtracted (``lvm.testing.mean_with_control_variates``).
 SUMO's mean is plain, over ``sumo_num_reps`` estimates.
 
 Run: ``python experiments/estimators_log_bias.py`` (``just figures`` runs it); 1.8 min on
@@ -58,24 +58,19 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    log_bias_control_variate,
-    log_k_grid,
-    mean_se,
-    mean_with_control_variates,
-    over_repetitions,
-    parse_args,
-    relative_moments_gaussian,
-    save_figure,
-    save_json,
-    stack,
-    style,
-    var_se,
-)
+from _script import parse_args, save_figure, save_json, style
+from _testbeds import log_k_grid, over_repetitions, stack
 
 import lvm
 from lvm.estimators import jackknife_log_mean_exp
 from lvm.estimators.debiased import SUMO_EXPECTED_EXTRA_SAMPLES
+from lvm.testing import (
+    log_bias_control_variate,
+    mean_se,
+    mean_with_control_variates,
+    relative_moments_gaussian,
+    var_se,
+)
 
 NAME = "estimators_log_bias"
 
@@ -184,7 +179,7 @@ def _sumo(config: Config, m: int, model, proposals, key, *, x):
 
 
 def simulate(config: Config, seed: int) -> dict:
-    """One small compiled program per step; see ``_common`` for why x is a constant."""
+    """One small compiled program per step (see ``_testbeds.over_repetitions``)."""
     model, x, est_key, sumo_key = setup(config, seed)
     out = jax.jit(partial(_exact, config, x=x))(model)
     per_k = [

@@ -13,7 +13,7 @@ zero variance (every weight equals p(x)).
 
 Model: linear-Gaussian with D = 4d observations and sigma = 0.5 (d = 5 in the k panels), so
 every posterior shrinks each latent direction by the same factor; exact log p(x), p(z|x) and
-:math:`\chi^2` (``_common.relative_variance_gaussian``). The typical datapoint is
+:math:`\chi^2` (``lvm.testing.relative_variance_gaussian``). The typical datapoint is
 drawn from the model; the tail one is generated from a latent of norm 4 (prior tail).
 Top row: relative RMS error of :math:`\hat p_k(x)`; bottom row: RMS error of
 :math:`\log \hat p_k(x)` in nats; both over ``num_reps`` independent repetitions with
@@ -42,19 +42,11 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import matplotlib.ticker
 import numpy as np
-from _common import (
-    COLORS,
-    over_repetitions,
-    parse_args,
-    relative_variance_gaussian,
-    rms_se,
-    save_figure,
-    save_json,
-    stack,
-    style,
-)
+from _script import parse_args, save_figure, save_json, style
+from _testbeds import COLORS, over_repetitions, stack
 
 import lvm
+from lvm.testing import relative_variance_gaussian, rms_se
 
 NAME = "estimators_naive_vs_is"
 ROLES = ("prior", "proposal", "posterior")
@@ -126,9 +118,8 @@ def _estimates(config: Config, kinds: tuple[str, ...], k: int, num_reps: int, mo
 def _errors(model, x, config, key, *, num_samples, num_reps):
     """Errors log p̂ - log p(x) of naive MC, IS with q and IS with the posterior: each (R,).
 
-    x is a constant of the compiled programs, and a program holds at most one chunked scan:
-    both estimators share one program only when neither is chunked (see
-    ``_common.over_repetitions`` for why).
+    A program holds at most one chunked scan: both estimators share one program only when
+    neither is chunked (see ``_testbeds.over_repetitions`` for why).
     """
     keys = tuple(jax.random.split(key))
     if _chunk_size(config, num_samples, num_reps) is None:

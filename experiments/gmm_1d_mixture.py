@@ -27,7 +27,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import parse_args, save_figure, save_json  # noqa: E402
+from _script import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.fit import fit_em  # noqa: E402
 from lvm.fit.selection import mean_log_likelihood  # noqa: E402

@@ -28,7 +28,7 @@ import numpy as np
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from _common import parse_args, save_figure, save_json  # noqa: E402
+from _script import parse_args, save_figure, save_json  # noqa: E402
 
 from lvm.data.old_faithful import COLUMNS, load_old_faithful  # noqa: E402
 from lvm.fit import fit_em  # noqa: E402

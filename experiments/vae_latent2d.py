@@ -31,18 +31,8 @@ from dataclasses import dataclass, field
 import jax
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    LABELS,
-    Budget,
-    eval_keys,
-    image_grid,
-    load_data,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _vae_runs import LABELS, Budget, eval_keys, image_grid, load_data, parse_args, trained
 from matplotlib.patches import Circle, Rectangle
 from scipy.stats import norm
 
@@ -116,7 +106,7 @@ def plot(manifold, z_axis, means, ink, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     style()

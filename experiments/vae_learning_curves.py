@@ -14,7 +14,7 @@ partly a tighter bound on the same log p(x), partly a better model; the k = 5,00
 
 Setup: binarized MNIST (static binarization, TFDS ``binarized_mnist``), 784-200-200-(50,50)
 encoder and 50-200-200-784 decoder with tanh, Bernoulli pixels, batch 100, Adam
-(1e-3, eps 1e-4), 5 epochs (default budget, see ``_common.py``); ``--paper-budget``
+(1e-3, eps 1e-4), 5 epochs (default budget, see ``_vae_runs.py``); ``--paper-budget``
 trains Burda et al.'s 3,280 epochs with their schedule instead, ``--epochs N`` any other.
 The runs are shared with ``vae_samples.py`` and ``vae_loglik_table.py`` (trained once,
 under ``runs/vae``).
@@ -34,17 +34,8 @@ from dataclasses import dataclass, field
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    LABELS,
-    RUN_COLORS,
-    Budget,
-    load_data,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _vae_runs import LABELS, RUN_COLORS, Budget, load_data, parse_args, trained
 from matplotlib.ticker import MaxNLocator
 
 NAME = "vae_learning_curves"
@@ -102,7 +93,7 @@ def plot(histories: dict[str, list[dict]], budget: Budget):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     style()

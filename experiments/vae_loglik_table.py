@@ -15,7 +15,7 @@ k=50 (the bound L_k), this reports
   images of the test split (default budget; ``--num-test 0`` or ``--paper-budget``: all
   10,000), with the standard error over images and, since every model sees the same
   images, the paired difference to VAE k=1 with its standard error;
-* test log p(x) by annealed importance sampling (``lvm.evaluate.log_px(method="ais")``:
+* test log p(x) by annealed importance sampling (``lvm.evaluate.log_px(key, model, x, lvm.AIS(T))``:
   AIS from q(z|x) to p(z|x) over T = 1,000 temperatures of a sigmoidal schedule, 1 chain,
   10 leapfrog steps per HMC transition; Wu et al., 2017) on the first 100 test images,
   beside IS with k = 5,000 on the same 100 images and their paired difference. AIS costs
@@ -37,7 +37,7 @@ uses the fixed (static) binarization of Larochelle & Murray (TFDS ``binarized_mn
 and, by default, 5 epochs.
 
 Models: the runs shared with ``vae_learning_curves.py`` and ``vae_samples.py``
-(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_common.py``).
+(784-200-200-50, tanh, batch 100, Adam 1e-3, 5 epochs; see ``_vae_runs.py``).
 
 Run: ``python experiments/vae_loglik_table.py`` (``just figures`` runs it). With the seven
 runs in ``runs/vae`` it took 5.0 minutes on the 2-core CPU: the k = 5,000 evaluations
@@ -60,7 +60,8 @@ from dataclasses import dataclass, field, replace
 
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
+from _script import save_figure, save_json, style
+from _vae_runs import (
     LABELS,
     PAIRED_WITH,
     PUBLISHED,
@@ -71,13 +72,10 @@ from _common import (
     eval_keys,
     load_data,
     parse_args,
-    save_figure,
-    save_json,
-    style,
     trained,
 )
 
-from lvm import ELBO
+from lvm import AIS, ELBO, IWAE
 from lvm.evaluate import active_units, bound, log_px
 
 NAME = "vae_loglik_table"
@@ -194,7 +192,7 @@ def plot(rows: dict, num_test: int, budget: Budget):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     if args.quick:
@@ -213,8 +211,7 @@ def main(argv=None) -> dict:
             keys.log_px,
             result.model,
             test_subset,
-            num_samples=budget.eval_num_samples,
-            chunk_size=budget.eval_chunk_size,
+            IWAE(budget.eval_num_samples, chunk_size=budget.eval_chunk_size),
         )
         seconds = time.perf_counter() - start
         start = time.perf_counter()
@@ -222,10 +219,7 @@ def main(argv=None) -> dict:
             keys.ais,
             result.model,
             ais_subset,
-            method="ais",
-            num_steps=config.ais_num_steps,
-            num_chains=config.ais_num_chains,
-            num_leapfrog_steps=config.ais_num_leapfrog_steps,
+            AIS(config.ais_num_steps, config.ais_num_chains, config.ais_num_leapfrog_steps),
         )
         ais_seconds = time.perf_counter() - start
         ais_values = np.asarray(ais_values, np.float64)

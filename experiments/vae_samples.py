@@ -31,18 +31,8 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
-from _common import (
-    LABELS,
-    Budget,
-    eval_keys,
-    image_grid,
-    load_data,
-    parse_args,
-    save_figure,
-    save_json,
-    style,
-    trained,
-)
+from _script import save_figure, save_json, style
+from _vae_runs import LABELS, Budget, eval_keys, image_grid, load_data, parse_args, trained
 
 NAME = "vae_samples"
 
@@ -106,7 +96,7 @@ def plot(samples: dict, inputs: np.ndarray, recons: dict, config: Config):
 
 def main(argv=None) -> dict:
     wall_start = time.perf_counter()
-    args = parse_args(argv, __doc__.splitlines()[0], vae=True)
+    args = parse_args(argv, __doc__.splitlines()[0])
     budget = args.budget
     config = Config(budget=budget)
     style()

@@ -1,6 +1,6 @@
 """lvm: latent variable models as small, pure, jit-compiled JAX functions.
 
-Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS) ->
+Layers, bottom up: ``_math`` (log-mean-exp, streaming log-sum-exp, ESS, Gaussian log-density) ->
 ``distributions`` (priors and proposals) -> ``models`` (linear-Gaussian, GMM, VAE) ->
 ``estimators`` (naive MC, importance sampling / IWAE, ELBO, AIS / BDMC) -> ``fit`` (EM and gradient
 fitting of mixtures) and ``train`` / ``evaluate`` / ``sharding`` (the VAE) -> ``data``.
@@ -9,6 +9,7 @@ by name; the core math is re-exported here.
 """
 
 from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
+from lvm.amortized import model_bound
 from lvm.distributions import (
     Bernoulli,
     Categorical,
@@ -41,12 +42,12 @@ from lvm.estimators import (
     linear_schedule,
     log_weight,
     log_weights,
-    model_bound,
     naive_monte_carlo,
     sigmoid_schedule,
     sumo,
 )
-from lvm.models import VAE, GaussianMixture, Joint, LinearGaussian, VAEConfig
+from lvm.joint import Joint
+from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
 
 __all__ = [
     "AIS",

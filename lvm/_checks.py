@@ -1,8 +1,13 @@
-"""Input validation, all in one place: fail loudly with the argument's name, never a silent NaN.
+"""Input validation at the boundary: fail loudly, naming the argument.
 
-Every public entry point of the package checks its input with these helpers. Checks of
-shapes and dtypes run at trace time; finiteness is checked eagerly on concrete arrays
-and compiled in with :func:`equinox.error_if` under ``jit``/``vmap``.
+The generic checks of every layer: counts, shapes, dtypes, finiteness of arrays and of
+parameter trees, data sets, choices and intervals. A rule that belongs to one layer lives
+beside its owner (the EM data rules in ``lvm.fit._data``, AIS's continuous latent in
+``lvm.estimators.ais``). Checks of shapes and dtypes run at trace time. Finiteness is a check of concrete data at
+the boundary, where a user hands arrays in (an eager call, ``lvm.train``,
+``lvm.evaluate``): under ``jit``/``vmap`` the values are traced, finiteness is not checked
+and no host callback is compiled into the kernel (as in blackjax and numpyro), so a NaN in
+the data gives a NaN result there.
 """
 
 import math
@@ -11,6 +16,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from lvm.sharding import host_value
 
 
 def check_positive_int(value, name: str = "num_samples") -> int:
@@ -35,13 +42,14 @@ def check_floating(x, name: str = "x") -> None:
 
 
 def check_finite(x, name: str = "x"):
-    """Return ``x``, raising if it holds NaN or Inf.
+    """Return ``x``, raising ``ValueError`` (naming it) if a concrete ``x`` holds NaN or Inf.
 
-    Concrete arrays raise ``ValueError`` at once. Under ``jit``/``vmap`` the check
-    is compiled in with :func:`equinox.error_if` and raises at run time.
+    A traced ``x`` (inside ``jit``, ``vmap`` or ``grad``) is returned untouched: no host
+    callback is compiled into the caller's program. Validate data sets where they enter,
+    before tracing; every estimator calls this once, at its entry.
     """
     if isinstance(x, jax.core.Tracer):
-        return eqx.error_if(x, ~jnp.all(jnp.isfinite(x)), f"{name} contains NaN or Inf")
+        return x
     if not np.all(np.isfinite(np.asarray(x))):
         raise ValueError(f"{name} contains NaN or Inf")
     return x
@@ -54,7 +62,7 @@ def check_finite_tree(tree, name: str, hint: str = "") -> None:
     evaluated, e.g. ``check_finite_tree(model, "model")``.
     """
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
-        if eqx.is_inexact_array(leaf) and not np.all(np.isfinite(np.asarray(leaf))):
+        if eqx.is_inexact_array(leaf) and not np.all(np.isfinite(host_value(leaf))):
             raise ValueError(f"{name}{jax.tree_util.keystr(path)} contains NaN or Inf{hint}")
 
 
@@ -63,15 +71,16 @@ def check_data(
     *,
     data_dim: int | None = None,
     name: str = "x",
-    unit_interval: bool = False,
+    datum_ndim: int | None = 1,
 ):
-    """A data set as a finite floating (N, D) NumPy array, N >= 1, checked eagerly.
+    """A data set as a finite floating NumPy array whose first axis runs over N >= 1 datapoints.
 
     Integer and boolean arrays are converted to the default float type; any other
-    non-floating dtype raises ``TypeError``. ``data_dim`` fixes D; ``unit_interval``
-    also requires every value in [0, 1] (what a Bernoulli likelihood can score).
-    A traced ``x`` (inside ``jit``) is checked for shape and dtype and returned with
-    its finiteness check compiled in.
+    non-floating dtype raises ``TypeError``. ``datum_ndim`` fixes the rank of one datapoint
+    (1 by default: an (N, D) table; None: any rank, e.g. (N, 28, 28) images), ``data_dim``
+    the size D of a vector datapoint. A traced ``x`` (inside ``jit``) is checked for shape
+    and dtype only. What a likelihood can score (e.g. [0, 1] for Bernoulli pixels) is the
+    model's rule, checked by its ``validate_data``.
     """
     traced = isinstance(x, jax.core.Tracer)
     if not traced:
@@ -81,33 +90,24 @@ def check_data(
         x = x.astype(jnp.result_type(float))
     elif kind != "f":
         raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
-    if x.ndim != 2 or x.shape[0] < 1 or (data_dim is not None and x.shape[1] != data_dim):
-        raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
-    if traced:
-        return check_finite(x, name)
-    if not np.all(np.isfinite(x)):
+    if datum_ndim is None:
+        if x.ndim < 1 or x.shape[0] < 1:
+            raise ValueError(
+                f"{name} must have shape (N, ...) with N >= 1 datapoints, got {x.shape}"
+            )
+    else:
+        want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
+        if datum_ndim != 1:
+            want = "(N, " + ", ".join(["..."] * datum_ndim) + ")"
+        if (
+            x.ndim != datum_ndim + 1
+            or x.shape[0] < 1
+            or (data_dim is not None and x.shape[1:] != (data_dim,))
+        ):
+            raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
+    if not traced and not np.all(np.isfinite(x)):
         raise ValueError(f"{name} contains NaN or Inf")
-    if unit_interval and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(
-            f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a Bernoulli "
-            "likelihood needs pixel intensities in [0, 1]; binarize or rescale the data"
-        )
     return x
-
-
-def check_sample_weight(sample_weight, num_points: int, dtype) -> np.ndarray:
-    """Non-negative, finite weights of shape (N,) with a positive sum; all ones when None."""
-    if sample_weight is None:
-        return np.ones(num_points, dtype)
-    w = np.asarray(sample_weight, dtype)
-    if w.shape != (num_points,):
-        raise ValueError(f"sample_weight must have shape ({num_points},), got {w.shape}")
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight contains NaN or Inf")
-    if np.any(w < 0) or not w.sum() > 0:
-        raise ValueError("sample_weight must be non-negative with a positive sum")
-    return w
 
 
 def check_choice(value, choices, name: str) -> None:
@@ -126,16 +126,6 @@ def check_not_nan(value, name: str) -> None:
     """Raise ``ValueError`` if ``value`` is NaN."""
     if value is not None and math.isnan(value):
         raise ValueError(f"{name} must not be NaN")
-
-
-def check_continuous_latent(z, who: str) -> None:
-    """Raise ``TypeError`` unless the latent ``z`` is floating (gradient-based samplers need it)."""
-    if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
-        raise TypeError(
-            f"{who} needs a continuous latent (it moves z along the gradient); got z of dtype "
-            f"{jnp.result_type(z)}. A discrete latent (the Gaussian mixture) has exact "
-            "log p(x) by summation, or use importance_sampling."
-        )
 
 
 def check_in_interval(value, name: str, low: float, high: float, *, closed_low=False) -> None:
@@ -190,103 +180,3 @@ def check_gradient_estimator(objective: str, gradient, *, chunk_size=None) -> No
             "IWAE(gradient='dreg') weighs each particle's gradient by its normalised weight, "
             f"which needs all k weights at once: use chunk_size=None, got chunk_size={chunk_size}"
         )
-
-
-# ---------------------------------------------------------------- data that stays on its devices
-
-
-def on_several_devices(x) -> bool:
-    """Whether ``x`` is a ``jax.Array`` split (not replicated) over several devices: it stays there."""
-    return isinstance(x, jax.Array) and not x.sharding.is_fully_replicated
-
-
-def check_row_split(x, name: str = "x"):
-    """(mesh, axis name) of an array whose rows are split over one mesh axis; else ``ValueError``."""
-    spec = getattr(x.sharding, "spec", None)
-    if (
-        not isinstance(x.sharding, jax.sharding.NamedSharding)
-        or not spec
-        or not isinstance(spec[0], str)
-        or any(s is not None for s in spec[1:])
-    ):
-        raise ValueError(
-            f"{name} is split over devices as {x.sharding}; EM needs its rows (first axis) split "
-            "over one mesh axis and its columns whole, as lvm.sharding.global_batch makes it"
-        )
-    return x.sharding.mesh, spec[0]
-
-
-def host_value(x) -> np.ndarray:
-    """A replicated array's value on this host, even when other processes hold some devices."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        return np.asarray(x.addressable_data(0))
-    return np.asarray(x)
-
-
-def _device_all_finite(x) -> bool:
-    return bool(host_value(jnp.all(jnp.isfinite(x))))
-
-
-def check_device_data(x, *, data_dim: int | None = None, name: str = "x"):
-    """:func:`check_data` for an array split over devices: checked where it lies, never gathered."""
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise TypeError(f"{name} must be a floating-point array, got dtype {x.dtype}")
-    want = f"(N, {data_dim})" if data_dim is not None else "(N, D)"
-    if x.ndim != 2 or x.shape[0] < 1 or (data_dim is not None and x.shape[1] != data_dim):
-        raise ValueError(f"{name} must have shape {want} with N >= 1, got {x.shape}")
-    if not _device_all_finite(x):
-        raise ValueError(f"{name} contains NaN or Inf")
-    return x
-
-
-def check_device_sample_weight(sample_weight, num_points: int, dtype):
-    """:func:`check_sample_weight` for weights split over devices; None stays None (all ones)."""
-    if sample_weight is None or not on_several_devices(sample_weight):
-        return (
-            None if sample_weight is None else check_sample_weight(sample_weight, num_points, dtype)
-        )
-    w = sample_weight.astype(dtype)
-    if w.shape != (num_points,):
-        raise ValueError(f"sample_weight must have shape ({num_points},), got {w.shape}")
-    if not _device_all_finite(w):
-        raise ValueError("sample_weight contains NaN or Inf")
-    if not bool(host_value(jnp.all(w >= 0) & (jnp.sum(w) > 0))):
-        raise ValueError("sample_weight must be non-negative with a positive sum")
-    return w
-
-
-def check_mixture_data(
-    x, sample_weight, *, num_components: int | None = None, data_dim: int | None = None
-):
-    """(x, weights) for fitting a mixture: checked data, weights, and K <= N.
-
-    An ``x`` split over several devices (or processes) is checked on its devices and
-    returned as it is, with its weights (None meaning all ones); any other ``x`` becomes a
-    checked NumPy array with a weight vector.
-    """
-    if on_several_devices(x):
-        x = check_device_data(x, data_dim=data_dim)
-        w = check_device_sample_weight(sample_weight, x.shape[0], x.dtype)
-    else:
-        x = check_data(x, data_dim=data_dim)
-        w = check_sample_weight(sample_weight, x.shape[0], x.dtype)
-    if num_components is not None and num_components > x.shape[0]:
-        raise ValueError(
-            f"num_components={num_components} exceeds the number of data points N={x.shape[0]}"
-        )
-    return x, w
-
-
-def check_finite_result(tree, message: str):
-    """Return ``tree``, raising ``ValueError(message)`` if any leaf holds NaN or Inf.
-
-    Under ``jit`` the check is compiled in with :func:`equinox.error_if`. Arrays split over
-    processes are checked on their devices.
-    """
-    leaves = [leaf for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
-    ok = jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in leaves]))
-    if isinstance(ok, jax.core.Tracer):
-        return eqx.error_if(tree, ~ok, message)
-    if not bool(host_value(ok)):
-        raise ValueError(message)
-    return tree

@@ -1,4 +1,5 @@
-"""The numerical tricks, each written once: log-mean-exp (plain, streaming, leave-one-out) and ESS."""
+"""The numerical tricks, each written once: log-mean-exp (plain, streaming, leave-one-out), ESS,
+and the Gaussian log-density."""
 
 import math
 from collections.abc import Callable
@@ -9,6 +10,21 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_positive_int
 from lvm.types import Key, Keys, Scalar
+
+#: :math:`\log 2\pi`, the constant of every Gaussian density.
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def gaussian_log_density(squared_distance, log_det_scale, dim: int):
+    r""":math:`\log \mathcal N(x; \mu, LL^\top) = -\tfrac12 \lVert u \rVert^2 - \log|\det L| - \tfrac d2 \log 2\pi`.
+
+    ``squared_distance`` is :math:`\lVert u \rVert^2 = (x-\mu)^\top \Sigma^{-1} (x-\mu)`
+    with :math:`u = L^{-1}(x - \mu)`, ``log_det_scale`` is
+    :math:`\log|\det L| = \tfrac12 \log|\Sigma|`, ``dim`` is d. Each caller whitens in the
+    way its covariance allows (a division, a triangular solve, Woodbury); arrays broadcast,
+    e.g. one value per mixture component.
+    """
+    return -0.5 * squared_distance - log_det_scale - 0.5 * dim * LOG_2PI
 
 
 def log_mean_exp(log_w: Float[Array, "k ..."], axis: int = 0) -> Float[Array, "..."]:
@@ -66,8 +82,13 @@ def particle_keys(key: Key, num_samples: int, start=0) -> Keys:
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(start + jnp.arange(num_samples))
 
 
-def _merge_lse(carry, chunk):
-    """Fold a chunk of log-values into a running (max, scaled sum) log-sum-exp state."""
+def merge_log_sum_exp(carry, chunk):
+    r"""Fold a chunk of log-values into a running log-sum-exp state ``(m, s)``.
+
+    The state stands for :math:`m + \log s = \log \sum_i e^{\ell_i}` over the values folded
+    in so far, with m their maximum (``(-inf, 0)`` for none, ``(v, 1)`` for one value v):
+    every exponent is taken relative to the running maximum, so nothing overflows.
+    """
     running_max, running_sum = carry
     new_max = jnp.maximum(running_max, jnp.max(chunk))
     # All -inf so far: keep the shift finite so that exp() gives 0, not NaN.
@@ -108,11 +129,13 @@ def particle_log_mean_exp(
 
     @jax.checkpoint
     def body(carry, start):
-        return _merge_lse(carry, jax.vmap(particle)(particle_keys(key, chunk_size, start))), None
+        return merge_log_sum_exp(
+            carry, jax.vmap(particle)(particle_keys(key, chunk_size, start))
+        ), None
 
     carry, _ = jax.lax.scan(body, init, chunk_size * jnp.arange(num_chunks))
     if remainder:
         tail = particle_keys(key, remainder, num_chunks * chunk_size)
-        carry = _merge_lse(carry, jax.vmap(particle)(tail))
+        carry = merge_log_sum_exp(carry, jax.vmap(particle)(tail))
     running_max, running_sum = carry
     return running_max + jnp.log(running_sum) - math.log(num_samples)

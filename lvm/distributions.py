@@ -18,10 +18,8 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_positive_int, check_shape
-from lvm._math import particle_keys
+from lvm._math import LOG_2PI, gaussian_log_density, particle_keys
 from lvm.types import Distribution, Key, Latent, Scalar
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _check_vector(a, name: str) -> None:
@@ -50,11 +48,11 @@ class DiagonalNormal(eqx.Module):
     def log_prob(self, z: Float[Array, " d"]) -> Scalar:
         check_shape(z, self.loc.shape, "z")
         u = (z - self.loc) / self.scale
-        return -0.5 * jnp.sum(u**2) - jnp.sum(jnp.log(self.scale)) - 0.5 * u.size * _LOG_2PI
+        return gaussian_log_density(jnp.sum(u**2), jnp.sum(jnp.log(self.scale)), u.size)
 
     def entropy(self) -> Scalar:
         d = self.loc.size
-        return jnp.sum(jnp.log(self.scale)) + 0.5 * d * (1.0 + _LOG_2PI)
+        return jnp.sum(jnp.log(self.scale)) + 0.5 * d * (1.0 + LOG_2PI)
 
     @property
     def scale_tril(self) -> Float[Array, "d d"]:
@@ -84,12 +82,12 @@ class MultivariateNormal(eqx.Module):
         check_shape(z, self.loc.shape, "z")
         u = jax.scipy.linalg.solve_triangular(self.scale_tril, z - self.loc, lower=True)
         log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
-        return -0.5 * jnp.sum(u**2) - log_det - 0.5 * u.size * _LOG_2PI
+        return gaussian_log_density(jnp.sum(u**2), log_det, u.size)
 
     def entropy(self) -> Scalar:
         d = self.loc.size
         log_det = jnp.sum(jnp.log(jnp.abs(jnp.diag(self.scale_tril))))
-        return log_det + 0.5 * d * (1.0 + _LOG_2PI)
+        return log_det + 0.5 * d * (1.0 + LOG_2PI)
 
     @property
     def covariance(self) -> Float[Array, "d d"]:
@@ -330,13 +328,69 @@ class WithBaseline(eqx.Module):
         return self.distribution.relaxed(temperature)
 
 
+class Mixture(eqx.Module):
+    r"""A finite mixture :math:`p(z) = \sum_{k=1}^K \pi_k\, p_k(z)`, :math:`\pi = \mathrm{softmax}(\text{logits})`.
+
+    ``components`` is ONE distribution module whose array leaves carry a leading axis of
+    length K, component k being ``tree_map(lambda a: a[k], components)``; build it with
+    ``jax.vmap``, e.g. ``jax.vmap(DiagonalNormal)(locs, scales)`` for (K, d) arrays (the
+    shape checks then run per component). It is the lecture's Gaussian mixture as a
+    distribution over z (a VAE's learned prior) and the marginal of
+    :class:`lvm.GaussianMixture` (:meth:`~lvm.GaussianMixture.marginal`).
+
+    .. math:: \log p(z) = \operatorname{logsumexp}_k\big[\log \pi_k + \log p_k(z)\big]
+
+    Sampling draws the component with one half of ``split(key)`` and z from it with the
+    other; the draw is not reparameterizable in the component index (the mixture weights get
+    no pathwise gradient through a sample), which training objectives do not need: they
+    score prior densities, never sample the prior.
+    """
+
+    logits: Float[Array, " K"]
+    components: Distribution
+
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+        sizes = {jnp.shape(a)[0] for a in jax.tree.leaves(self.components) if jnp.ndim(a) > 0}
+        if sizes != {self.logits.shape[0]}:
+            raise ValueError(
+                f"every array of the components must have a leading axis of {self.logits.shape[0]} "
+                f"(one entry per component), got leading sizes {sorted(sizes)}"
+            )
+
+    @property
+    def num_components(self) -> int:
+        return self.logits.shape[0]
+
+    def component(self, k) -> Distribution:
+        """Component ``k`` as a distribution of its own."""
+        return jax.tree.map(lambda a: a[k], self.components)
+
+    def component_log_prob(self, z: Latent) -> Float[Array, " K"]:
+        r""":math:`\log p_k(z)` for every component k."""
+        return jax.vmap(lambda c: c.log_prob(z))(self.components)
+
+    def log_prob(self, z: Latent) -> Scalar:
+        return jax.nn.logsumexp(jax.nn.log_softmax(self.logits) + self.component_log_prob(z))
+
+    def sample(self, key: Key) -> Latent:
+        k_key, z_key = jax.random.split(key)
+        return self.component(jax.random.categorical(k_key, self.logits)).sample(z_key)
+
+    @property
+    def mean(self) -> Latent:
+        r""":math:`\sum_k \pi_k\, \mathbb E_k[z]` (components with a ``loc``)."""
+        weights = jax.nn.softmax(self.logits)
+        return jnp.tensordot(weights, self.components.loc, axes=1)
+
+
 def sample_n(key: Key, dist: Distribution, num_samples: int) -> Latent:
     """Draw ``num_samples`` z from ``dist``, z_i with ``fold_in(key, i)``; leading axis is the sample axis."""
     num_samples = check_positive_int(num_samples)
     return jax.vmap(dist.sample)(particle_keys(key, num_samples))
 
 
-def kl_divergence(q, p) -> Scalar:
+def kl_divergence(q: Distribution, p: Distribution) -> Scalar:
     r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` between two distributions of the same family.
 
     * two Gaussians (:class:`DiagonalNormal` or :class:`MultivariateNormal`, mixed freely):
@@ -348,9 +402,9 @@ def kl_divergence(q, p) -> Scalar:
     * two :class:`Categorical`: :math:`\sum_c q_c (\log q_c - \log p_c)`;
     * two :class:`Bernoulli`: the same sum over both values of every coordinate.
 
-    A :class:`WithBaseline` proposal is its distribution. Any other pair raises ``TypeError``
-    (no closed form here: estimate the KL by Monte Carlo, or use an estimator that does not
-    need it).
+    A :class:`WithBaseline` proposal is its distribution. Any other pair (a :class:`Mixture`
+    prior, a flow) has no closed form here and raises ``TypeError``: estimate the KL by Monte
+    Carlo instead (the sampled ELBO, ``lvm.ELBO``, does).
     """
     q = q.distribution if isinstance(q, WithBaseline) else q
     p = p.distribution if isinstance(p, WithBaseline) else p

@@ -8,6 +8,7 @@ partitioner inserts the all-reduce of the gradient mean.
 
 from collections.abc import Sequence
 
+import equinox as eqx
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -32,8 +33,13 @@ def batch_sharded(mesh: Mesh) -> NamedSharding:
 
 
 def replicate(tree, mesh: Mesh):
-    """Place every array leaf of ``tree`` on all devices of ``mesh`` (once, outside jit)."""
-    return jax.device_put(tree, replicated(mesh))
+    """Place every array leaf of ``tree`` on all devices of ``mesh`` (once, outside jit).
+
+    Leaves that are not arrays (an activation function inside ``eqx.nn.MLP``, a Python
+    scalar) stay as they are.
+    """
+    arrays, rest = eqx.partition(tree, eqx.is_array)
+    return eqx.combine(jax.device_put(arrays, replicated(mesh)), rest)
 
 
 def constrain_batch(x, mesh: Mesh):
@@ -63,6 +69,13 @@ def initialize_distributed(coordinator_address: str, num_processes: int, process
         num_processes=num_processes,
         process_id=process_id,
     )
+
+
+def host_value(x) -> np.ndarray:
+    """A replicated array's value on this host, even when other processes hold some devices."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
 
 
 def global_batch(local: np.ndarray, mesh: Mesh) -> jax.Array:

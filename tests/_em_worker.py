@@ -13,8 +13,8 @@ import numpy as np
 
 import lvm
 from lvm import sharding
-from lvm._checks import host_value
 from lvm.fit import em_step, fit_em, fit_em_from
+from lvm.sharding import host_value
 
 # The data and the start are shared with the test (it imports these two).
 NUM_POINTS, NUM_COMPONENTS, ITERATIONS = 3000, 3, 10

@@ -21,10 +21,8 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_processes(
-    worker: Path, *args: str, num_processes: int = 2, timeout: float = 300
-) -> list[str]:
-    """Start ``num_processes`` copies of ``worker``; return their stdouts, raising if any fails."""
+def start_processes(worker: Path, *args: str, num_processes: int = 2) -> list[subprocess.Popen]:
+    """Start ``num_processes`` copies of ``worker`` joined into one runtime; the caller waits."""
     env = dict(os.environ)
     env.update(
         LVM_COORDINATOR=f"localhost:{_free_port()}",
@@ -33,7 +31,7 @@ def run_processes(
         PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]),
     )
     env.pop("XLA_FLAGS", None)  # one device per process
-    procs = [
+    return [
         subprocess.Popen(
             [sys.executable, str(worker), *args],
             env={**env, "LVM_PROCESS_ID": str(i)},
@@ -43,6 +41,13 @@ def run_processes(
         )
         for i in range(num_processes)
     ]
+
+
+def run_processes(
+    worker: Path, *args: str, num_processes: int = 2, timeout: float = 300
+) -> list[str]:
+    """Start ``num_processes`` copies of ``worker``; return their stdouts, raising if any fails."""
+    procs = start_processes(worker, *args, num_processes=num_processes)
     outputs = []
     try:
         for p in procs:

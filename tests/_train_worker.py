@@ -2,10 +2,13 @@
 
     python _train_worker.py OUT_DIR run                  # trains and checkpoints every epoch until killed
     python _train_worker.py OUT_DIR pause-before-rename  # stops inside the 2nd checkpoint write
+    python _train_worker.py OUT_DIR pause-after-first    # 3 epochs, waiting after the 1st checkpoint
 
 ``pause-before-rename`` wraps ``os.replace``: when the second checkpoint's temporary file is
 written and flushed, just before it is renamed over ``checkpoint.eqx``, the process prints
-``PAUSED <temporary file>`` and waits on stdin, so that the test kills it exactly there.
+``PAUSED <temporary file>`` and waits on stdin, so that the test kills it exactly there. ``pause-after-first`` trains ``PAUSED_RUN_EPOCHS``
+epochs; after writing the first checkpoint it prints ``CHECKPOINTED <pid>`` and waits for a
+line on stdin, so that the test can start a second run on the same folder meanwhile.
 """
 
 import os
@@ -21,6 +24,8 @@ from lvm.train import TrainConfig, train_vae
 
 #: Epochs of the "run" mode: more than any test waits for, so the kill lands mid-run.
 FOREVER = 10_000
+#: Epochs of the "pause-after-first" mode.
+PAUSED_RUN_EPOCHS = 3
 #: A pixel value that no binary image has, inside [0, 1]: it passes every input check.
 POISON = 0.5
 SMALL = VAEConfig(data_dim=784, latent_dim=4, hidden_sizes=(16,))
@@ -35,7 +40,6 @@ def poisoned_elbo(key, log_joint, proposal, x):
 def config(num_epochs: int, **overrides) -> TrainConfig:
     """The run of these tests (the same compiled epoch for all of them in one process)."""
     settings = dict(
-        model=SMALL,
         objective=poisoned_elbo,
         num_epochs=num_epochs,
         checkpoint_every=1,
@@ -66,10 +70,30 @@ def _pause_before_second_rename() -> None:
     os.replace = paused_replace
 
 
+def _pause_after_first_checkpoint() -> None:
+    import lvm.train.loop as loop
+
+    save = loop.save_checkpoint
+    saved = []
+
+    def paused_save(path, state, *, metadata):
+        save(path, state, metadata=metadata)
+        if not saved:
+            saved.append(path)
+            print(f"CHECKPOINTED {os.getpid()}", flush=True)
+            sys.stdin.readline()
+
+    loop.save_checkpoint = paused_save
+
+
 def main(out_dir: Path, mode: str) -> None:
+    num_epochs = FOREVER
     if mode == "pause-before-rename":
         _pause_before_second_rename()
-    train_vae(config(FOREVER), images(), out_dir=out_dir, progress=False)
+    if mode == "pause-after-first":
+        _pause_after_first_checkpoint()
+        num_epochs = PAUSED_RUN_EPOCHS
+    train_vae(config(num_epochs), images(), model_config=SMALL, out_dir=out_dir, progress=False)
 
 
 if __name__ == "__main__":

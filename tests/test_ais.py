@@ -12,6 +12,7 @@ import pytest
 
 import lvm
 from lvm.estimators import hmc
+from lvm.testing import mean_se
 
 D_LATENT, D_DATA, NOISE = 4, 6, 0.7
 NUM_REPS = 400
@@ -52,11 +53,6 @@ def forward_errors(model, simulated):
         )
         errors[num_steps] = np.asarray(run(keys, xs), np.float64) - exact
     return errors
-
-
-def _mean_se(values):
-    values = np.asarray(values, np.float64)
-    return values.mean(), values.std(ddof=1) / np.sqrt(len(values))
 
 
 # --- the HMC kernel -----------------------------------------------------------------------
@@ -138,34 +134,39 @@ def test_reverse_run_reuses_the_forward_step_sizes(model, x):
     )
     # The forward run adapted them: from 0.05 upwards for this wide-to-narrow path.
     assert float(result.forward_info.step_size[-1]) > 0.05
-    assert result.upper == pytest.approx(-float(lvm.log_mean_exp(result.log_w_reverse)))
 
 
 # --- the statistics of the estimates -----------------------------------------------------
 
 
 def test_ais_converges_to_log_px_as_num_steps_grows(forward_errors):
-    """Biased low, the bias shrinking with T, within 0.05 nats of log p(x) at T = 300."""
-    means = {t: _mean_se(e) for t, e in forward_errors.items()}
+    """Biased low, the bias shrinking with T at least as fast as 1/T.
+
+    The rate: with transitions that mix, Var(log w) and so the bias -Var(log w)/2 fall like
+    1/T (Neal, 2001), so from T = 30 to 300 the bias must shrink at least tenfold (measured
+    on these draws: -0.94 +- 0.08 to -0.031 +- 0.014, thirtyfold).
+    """
+    means = {t: mean_se(e) for t, e in forward_errors.items()}
     steps = sorted(means)
     for fewer, more in zip(steps[:-1], steps[1:], strict=True):
         (m_lo, se_lo), (m_hi, se_hi) = means[fewer], means[more]
         assert m_lo < m_hi - 3 * np.hypot(se_lo, se_hi), means
-    assert means[10][0] < -1.0  # far off with few temperatures
-    m300, se300 = means[300]
-    assert -0.05 < m300 < 3 * se300, means
-    assert se300 < 0.02
+    m10, se10 = means[10]
+    assert m10 < -4 * se10  # a resolved bias, low
+    (m30, se30), (m300, se300) = means[30], means[300]
+    assert m300 < 3 * se300, means  # a lower bound in expectation
+    assert m300 > m30 / 10 - 3 * np.hypot(se300, se30 / 10), means
 
 
 def test_ais_weight_is_unbiased_for_p_x(forward_errors):
     """E[w] = p(x): the mean of exp(estimate - log p(x)) is 1 within 4 standard errors."""
     for num_steps, err in forward_errors.items():
-        mean, se = _mean_se(np.exp(err))
+        mean, se = mean_se(np.exp(err))
         assert abs(mean - 1.0) < 4 * se, (num_steps, mean, se)
 
 
 def test_few_temperatures_are_unbiased_to_within_one_percent(model, x):
-    """T = 3 from a broad q: 20,000 weights, mean w / p(x) = 1 within 4 s.e. (about 0.7%).
+    """T = 3 from a broad q: 20,000 weights, mean w / p(x) = 1 within 4 s.e. (s.e. 0.7%).
 
     Sensitive to the order of weight and move: weighting z_t after the move at beta_t
     instead of z_{t-1} before it gives a mean of 1.40 here.
@@ -182,7 +183,9 @@ def test_few_temperatures_are_unbiased_to_within_one_percent(model, x):
             )
         )
         ratio = np.exp(np.asarray(run(keys), np.float64) - float(model.log_marginal(x)))
-        mean, se = _mean_se(ratio)
+        mean, se = mean_se(ratio)
+        # se is 0.0069 here (both variants); below 0.01 the check resolves the 40% error of
+        # the wrong order (and any error above 4%).
         assert abs(mean - 1.0) < 4 * se and se < 0.01, (adapt, mean, se)
 
 
@@ -199,13 +202,21 @@ def test_bdmc_sandwiches_log_px_and_the_gap_shrinks(model, simulated):
             )
         )
         result = run(keys, xs, zs)
-        lower, lower_se = _mean_se(np.asarray(result.lower) - exact)
-        upper, upper_se = _mean_se(np.asarray(result.upper) - exact)
+        # Reverse AIS from an exact z ~ p(z|x) has E[w_rev] = 1/p(x): the mean of
+        # w_rev p(x) is 1 within 4 s.e. (measured: 1.01 +- 0.18 at T = 10, 1.04 +- 0.03 at 100).
+        ratio, ratio_se = mean_se(
+            np.exp(np.asarray(result.log_w_reverse[:, 0], np.float64) + exact)
+        )
+        assert abs(ratio - 1.0) < 4 * ratio_se, (num_steps, ratio, ratio_se)
+        lower, lower_se = mean_se(np.asarray(result.lower) - exact)
+        upper, upper_se = mean_se(np.asarray(result.upper) - exact)
         assert lower < 3 * lower_se and upper > -3 * upper_se, (num_steps, lower, upper)
         gaps[num_steps] = (upper - lower, np.hypot(lower_se, upper_se))
-    # Both bounds are strictly off at T = 10, and the sandwich is much tighter at T = 100.
+    # Both bounds are strictly off at T = 10, and the gap (a sum of two KL divergences
+    # between the forward and reverse chains, ~ 1/T as the bias above) shrinks at least
+    # tenfold by T = 100 (measured on these draws: 4.09 +- 0.21 to 0.31 +- 0.04 nats).
     assert gaps[10][0] > 3 * gaps[10][1]
-    assert gaps[100][0] < gaps[10][0] / 5
+    assert gaps[100][0] < gaps[10][0] / 10 + 3 * np.hypot(gaps[100][1], gaps[10][1] / 10)
 
 
 # --- batching, schedules and bad input ---------------------------------------------------
@@ -272,6 +283,36 @@ def test_given_schedule_equals_the_named_one(model, x):
     np.testing.assert_allclose([given, as_value(key)], named, rtol=1e-6)
 
 
+def test_the_settings_are_one_value(model, x):
+    """ais, ais_log_weights and bdmc are AIS's methods with its fields as keywords: the exactly
+    unbiased variant is the value AIS(T, adapt_step_size=False), hashable (a given schedule is
+    kept as a tuple), and the functions give its numbers bit for bit."""
+    settings = dict(
+        num_chains=3, step_size=0.2, adapt_step_size=False, schedule=lvm.linear_schedule(5)
+    )
+    value = lvm.AIS(5, **settings)
+    assert value == lvm.AIS(5, **settings) and hash(value) == hash(lvm.AIS(5, **settings))
+    assert value.schedule == tuple(lvm.linear_schedule(5).tolist())
+    key, prior = jax.random.key(16), model.prior()
+    log_w, info = value.log_weights(key, model.log_joint, prior, x)
+    np.testing.assert_array_equal(info.step_size, np.float32(0.2))  # fixed, never adapted
+    fn_log_w, _ = lvm.ais_log_weights(key, model.log_joint, prior, x, num_steps=5, **settings)
+    np.testing.assert_array_equal(fn_log_w, log_w)
+    np.testing.assert_array_equal(
+        lvm.ais(key, model.log_joint, prior, x, num_steps=5, **settings),
+        value(key, model.log_joint, prior, x),
+    )
+    z = model.posterior(x).sample(jax.random.key(17))
+    by_function = lvm.bdmc(key, model.log_joint, prior, x, z, num_steps=5, **settings)
+    by_value = value.bdmc(key, model.log_joint, prior, x, z)
+    np.testing.assert_array_equal(by_function.log_w_reverse, by_value.log_w_reverse)
+    np.testing.assert_array_equal(by_function.log_w_forward, by_value.log_w_forward)
+    _, adapted = lvm.AIS(5, step_size=0.2).log_weights(key, model.log_joint, prior, x)
+    assert not np.all(adapted.step_size == np.float32(0.2))  # the default adapts
+    with pytest.raises(TypeError, match="adapt_step_size"):
+        lvm.AIS(5, adapt_step_size="no")
+
+
 class TestBadInput:
     def test_counts_below_one(self, model, x):
         prior = model.prior()
@@ -317,8 +358,9 @@ class TestBadInput:
             lambda xi: lvm.ais(jax.random.key(0), model.log_joint, prior, xi, num_steps=3)
         )
         assert np.isfinite(float(run(x)))
-        with pytest.raises(Exception, match="NaN or Inf"):
-            float(run(x.at[1].set(jnp.inf)))
+        # Inside jit the kernel is pure: no check is compiled in, the estimate is not finite.
+        assert "callback" not in str(jax.make_jaxpr(run)(x))
+        assert not np.isfinite(float(run(x.at[1].set(jnp.inf))))
 
     def test_discrete_latent_is_refused(self):
         gmm = lvm.GaussianMixture(jnp.zeros(2), jnp.array([[0.0], [3.0]]), jnp.ones((2, 1)), "diag")

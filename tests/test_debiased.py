@@ -16,10 +16,12 @@ from lvm.estimators import (
     sumo_num_terms,
     sumo_survival,
 )
+from lvm.testing import log_log_slope, mean_se, mean_with_control_variates, scaled_posterior_moment
 
 D_LATENT, D_DATA = 2, 5
 #: q = N(mu, S2 * Sigma) around the exact posterior N(mu, Sigma): the weights w/p(x) are
-#: bounded (by S2^(d/2)), and their moments are closed forms (see _moment).
+#: bounded (by S2^(d/2)), and their moments are closed forms
+#: (lvm.testing.scaled_posterior_moment).
 S2 = 2.0
 
 
@@ -39,13 +41,6 @@ def x(model):
 def proposal(model, x):
     post = model.posterior(x)
     return lvm.MultivariateNormal(post.loc, math.sqrt(S2) * post.scale_tril)
-
-
-def _moment(n: int) -> float:
-    r""":math:`\mathbb E_q[(w/p(x))^n] = \int p(z|x)^n q^{1-n}` for q = N(mu, s^2 Sigma): per latent
-    dimension :math:`s^{n-1}/\sqrt{n - (n-1)/s^2}` (a 1-D Gaussian integral)."""
-    s = math.sqrt(S2)
-    return (s ** (n - 1) / math.sqrt(n - (n - 1) / S2)) ** D_LATENT
 
 
 # ---------------------------------------------------------------- the jackknife
@@ -114,28 +109,6 @@ def test_jackknife_iwae_draws_the_iwae_weights(model, x, proposal):
         np.testing.assert_allclose(float(got), _naive_jackknife(log_w, order), rtol=1e-5)
 
 
-def _bias_with_control_variates(err, controls):
-    """Mean of ``err`` and its standard error, with regression control variates.
-
-    ``controls`` (R, C) have mean exactly zero; subtracting their least-squares fit leaves the
-    mean unchanged (up to O(1/R)) and removes the part of the spread they explain.
-    """
-    centred = controls - controls.mean(0)
-    beta, *_ = np.linalg.lstsq(centred, err - err.mean(), rcond=None)
-    adjusted = err - controls @ beta
-    return adjusted.mean(), adjusted.std(ddof=1) / math.sqrt(len(err))
-
-
-def _log_log_slope(ks, bias, se):
-    """Weighted least-squares slope of log|bias| on log k, and its standard error."""
-    y, sy = np.log(np.abs(bias)), se / np.abs(bias)
-    X = np.stack([np.ones(len(ks)), np.log(ks)], 1)
-    w = 1.0 / sy**2
-    cov = np.linalg.inv(X.T @ (w[:, None] * X))
-    coef = cov @ X.T @ (w * y)
-    return coef[1], math.sqrt(cov[1, 1])
-
-
 def test_jackknife_bias_falls_faster_than_iwae(model, x, proposal):
     r"""Slope of log|bias| on log k: about -1 for IWAE, <= -1.7 for the order-1 jackknife.
 
@@ -147,7 +120,7 @@ def test_jackknife_bias_falls_faster_than_iwae(model, x, proposal):
     same weights: u = p-hat/p - 1 (mean 0), u^2 (mean chi^2/k), u^3 (mean mu_3/k^2 = 0)
     and the mean of (w_i/p)^2 (mean 1 + chi^2).
     """
-    m2 = _moment(2)
+    m2 = scaled_posterior_moment(S2, D_LATENT)
     chi2 = m2 - 1.0
     exact = float(model.log_marginal(x))
     ks, reps = np.array([16, 32, 64]), 10_000
@@ -163,9 +136,9 @@ def test_jackknife_bias_falls_faster_than_iwae(model, x, proposal):
         log_w, iwae, jack = jax.jit(jax.vmap(lambda key, k=int(k): both(key, k)))(keys)
         r = np.exp(np.asarray(log_w, np.float64) - exact)
         u = r.mean(1) - 1.0
-        controls = np.stack([u, u**2 - chi2 / k, u**3, (r**2).mean(1) - m2], 1)
+        controls = np.stack([u, u**2 - chi2 / k, u**3, (r**2).mean(1) - m2])
         for name, values in (("iwae", iwae), ("jackknife", jack)):
-            b, s = _bias_with_control_variates(np.asarray(values, np.float64) - exact, controls)
+            b, s = mean_with_control_variates(np.asarray(values, np.float64) - exact, controls)
             bias[name].append(b)
             se[name].append(s)
     bias = {n: np.array(v) for n, v in bias.items()}
@@ -174,8 +147,8 @@ def test_jackknife_bias_falls_faster_than_iwae(model, x, proposal):
     assert np.all(bias["iwae"] < -4 * se["iwae"])
     assert np.all(bias["jackknife"] > 4 * se["jackknife"])
     assert np.all(np.abs(bias["jackknife"]) < np.abs(bias["iwae"]) / 10)
-    slope_iwae, slope_iwae_se = _log_log_slope(ks, bias["iwae"], se["iwae"])
-    slope_jack, slope_jack_se = _log_log_slope(ks, bias["jackknife"], se["jackknife"])
+    slope_iwae, slope_iwae_se = log_log_slope(ks, bias["iwae"], se["iwae"])
+    slope_jack, slope_jack_se = log_log_slope(ks, bias["jackknife"], se["jackknife"])
     assert slope_jack + 3 * slope_jack_se <= -1.7, (slope_jack, slope_jack_se)
     # IWAE: the k^-2 term moves the local slope from -1 by 2 |mu_3/3 - 3 mu_2^2/4| / (mu_2 k)
     # = 0.03 at k = 16 (delta method), so -1 +- 0.05 plus 3 s.e.
@@ -223,8 +196,7 @@ def test_sumo_is_unbiased_where_iwae_of_the_same_cost_is_not(model, x, proposal)
     values = jax.jit(
         jax.vmap(lambda key: lvm.sumo(key, model.log_joint, proposal, x, num_samples=1))
     )(keys)
-    values = np.asarray(values, np.float64)
-    mean, se = values.mean(), values.std(ddof=1) / math.sqrt(reps)
+    mean, se = mean_se(values)
     assert abs(mean - exact) < 4 * se, (mean, exact, se)
     # The same expected cost, 1 + 5.08 weights, spent on IWAE: biased low by ~chi^2/12 = 0.028.
     iwae = jax.jit(
@@ -232,8 +204,8 @@ def test_sumo_is_unbiased_where_iwae_of_the_same_cost_is_not(model, x, proposal)
             lambda key: lvm.importance_sampling(key, model.log_joint, proposal, x, num_samples=6)
         )
     )(keys)
-    iwae = np.asarray(iwae, np.float64)
-    assert iwae.mean() - exact < -4 * iwae.std(ddof=1) / math.sqrt(reps)
+    iwae_mean, iwae_se = mean_se(iwae)
+    assert iwae_mean - exact < -4 * iwae_se
 
 
 def test_sumo_number_of_terms_follows_its_distribution():
@@ -247,7 +219,8 @@ def test_sumo_number_of_terms_follows_its_distribution():
         assert float(sumo_survival(j)) == pytest.approx(p, rel=1e-6)
     expected = sum(1.0 / j for j in range(1, 80)) + (1.0 / 80) / (1.0 - 0.9)
     assert lvm.estimators.debiased.SUMO_EXPECTED_EXTRA_SAMPLES == pytest.approx(expected)
-    assert abs(draws.mean() - expected) < 4 * draws.std() / math.sqrt(n)
+    mean, se = mean_se(draws)
+    assert abs(mean - expected) < 4 * se
 
 
 def test_sumo_streams_with_a_state_of_scalars(model, x, proposal):

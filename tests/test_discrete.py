@@ -1,6 +1,6 @@
 """Gradient estimators for discrete latents, checked against exact enumeration.
 
-The testbed (``lvm.testbeds.amortized_mixture.mixture_testbed``) is a K = 3 Gaussian mixture
+The testbed (``lvm.testbeds.amortized_mixture.amortized_mixture_testbed``) is a K = 3 Gaussian mixture
 with an amortized categorical encoder away from p(z|x), and 3 datapoints: with k particles,
 E[ELBO_k] and E[IWAE_k] are sums over the 3^k tuples of z (``lvm.testbeds.enumeration``),
 so their gradients are exact, and each estimator's mean over keys must match them within
@@ -18,13 +18,13 @@ import numpy as np
 import pytest
 
 import lvm
-from lvm.estimators.objectives import objective_from_dict, objective_to_dict
 from lvm.testbeds.amortized_mixture import (
     AmortizedMixture,
+    amortized_mixture_testbed,
     exact_encoder,
-    mixture_testbed,
 )
 from lvm.testbeds.enumeration import count_vectors, expected_model_bound, support
+from lvm.train import objective_from_dict, objective_to_dict
 
 #: The exact references, jitted once per (bound, k, method).
 _expected = eqx.filter_jit(expected_model_bound)
@@ -34,7 +34,7 @@ LOG_SCALE = math.log(2.0)  # NVIL's learned scale: sigma = 2 halves the encoder'
 
 @pytest.fixture(scope="module")
 def testbed():
-    model, xs = mixture_testbed()
+    model, xs = amortized_mixture_testbed()
     # A baseline head that is not zero (the estimators must stay unbiased whatever b(x) is)
     # and a learned scale sigma = 2.
     enc = model.encoder

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import integrate, stats
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 if str(EXPERIMENTS) not in sys.path:
     sys.path.insert(0, str(EXPERIMENTS))
 
-common = importlib.import_module("_common")
+testbeds = importlib.import_module("_testbeds")
 
 
 def _run_quick(name: str, out_dir: Path) -> tuple[dict, dict]:
@@ -46,73 +45,12 @@ def _numbers(obj) -> list[float]:
     return []
 
 
-# --- the shared closed forms ------------------------------------------------------------
-
-
-def test_second_moment_matches_scaled_posterior_formula():
-    rng = np.random.default_rng(0)
-    a = rng.normal(size=(3, 3))
-    cov = a @ a.T + 0.5 * np.eye(3)
-    loc = rng.normal(size=3)
-    for scale_sq in (0.7, 1.0, 2.0, 5.0):
-        log_m2 = common.log_second_moment_gaussian(loc, cov, loc, scale_sq * cov)
-        expected = common.scaled_posterior_relative_variance(scale_sq, 3)
-        np.testing.assert_allclose(math.expm1(log_m2), expected, rtol=1e-9, atol=1e-12)
-
-
-def test_second_moment_matches_numerical_integration():
-    """1-D, shifted means and different variances: closed form vs scipy quadrature."""
-    p_loc, p_sd, q_loc, q_sd = 0.4, 0.6, -0.3, 1.1
-    value, _ = integrate.quad(
-        lambda z: stats.norm.pdf(z, p_loc, p_sd) ** 2 / stats.norm.pdf(z, q_loc, q_sd), -20, 20
-    )
-    log_m2 = common.log_second_moment_gaussian([p_loc], [[p_sd**2]], [q_loc], [[q_sd**2]])
-    np.testing.assert_allclose(math.exp(log_m2), value, rtol=1e-8)
-
-
-def test_second_moment_diverges_for_too_narrow_proposal():
-    """q = N(mu, s^2 Sigma) with s^2 <= 1/2: infinite weight variance."""
-    assert common.log_second_moment_gaussian([0.0], [[1.0]], [0.0], [[0.5]]) == math.inf
-    assert common.scaled_posterior_relative_variance(0.5, 2) == math.inf
-
-
-def test_third_moment_matches_numerical_integration():
-    """E_q[(p/q)^3] = int p^3 / q^2 (the jackknife's mu_3): closed form vs scipy quadrature."""
-    p_loc, p_sd, q_loc, q_sd = 0.4, 0.6, -0.3, 1.1
-    value, _ = integrate.quad(
-        lambda z: stats.norm.pdf(z, p_loc, p_sd) ** 3 / stats.norm.pdf(z, q_loc, q_sd) ** 2, -20, 20
-    )
-    log_m3 = common.log_moment_gaussian([p_loc], [[p_sd**2]], [q_loc], [[q_sd**2]], 3)
-    np.testing.assert_allclose(math.exp(log_m3), value, rtol=1e-8)
-    # 3 P_p - 2 P_q not positive definite: the third moment diverges.
-    assert common.log_moment_gaussian([0.0], [[1.0]], [0.0], [[0.6]], 3) == math.inf
-
-
-def test_regression_control_variates_keep_the_mean_and_shrink_the_error():
-    """y = 2 + c + noise with E[c] = 0: the controlled mean is 2 within 4 of its (smaller) s.e."""
-    rng = np.random.default_rng(2)
-    c = rng.normal(size=(2, 20_000))
-    y = 2.0 + 3.0 * c[0] - c[1] + 0.1 * rng.normal(size=20_000)
-    mean, se = common.mean_with_control_variates(y, c)
-    plain_mean, plain_se = common.mean_se(y)
-    assert abs(mean - 2.0) < 4 * se
-    assert se < 0.05 * plain_se
-
-
-def test_control_variate_bias_is_unbiased_and_sharper():
-    """p-hat log-normal with E[p-hat] = p = 1: E[log p-hat] = -s^2/2 exactly."""
-    rng = np.random.default_rng(1)
-    s = 0.1
-    log_p_hat = rng.normal(-(s**2) / 2, s, size=(4, 20_000))
-    bias, se = common.log_bias_control_variate(log_p_hat, 0.0)
-    plain, plain_se = common.mean_se(log_p_hat)
-    assert np.all(np.abs(bias - (-(s**2) / 2)) < 3 * se)
-    assert np.all(se < 0.2 * plain_se)
+# --- the figures' own helpers ------------------------------------------------------------
 
 
 def test_log_k_grid():
-    assert common.log_k_grid(1000, 3) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
-    assert common.log_k_grid(100, 2) == [1, 3, 10, 30, 100]
+    assert testbeds.log_k_grid(1000, 3) == [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
+    assert testbeds.log_k_grid(100, 2) == [1, 3, 10, 30, 100]
 
 
 # --- the figures ------------------------------------------------------------------------

@@ -8,6 +8,7 @@ its last printed digit. The quick runs use fewer restarts, which these claims su
 import importlib.util
 import json
 import math
+import subprocess
 import sys
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SCRIPTS = sorted(EXPERIMENTS.glob("gmm_*.py"))
-if str(EXPERIMENTS) not in sys.path:  # the scripts import their shared experiments/_common.py
+if str(EXPERIMENTS) not in sys.path:  # the scripts import their helpers, experiments/_script.py
     sys.path.insert(0, str(EXPERIMENTS))
 
 
@@ -45,6 +46,24 @@ def test_there_are_four_gmm_scripts():
         "gmm_1d_mixture",
         "gmm_bic",
     }
+
+
+def test_gmm_scripts_import_neither_training_nor_tfds():
+    """A GMM figure needs the EM code and the plotting helpers only: importing a script (in a
+    fresh interpreter) loads neither ``lvm.train``, the VAE runs' helper, nor TFDS."""
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import importlib;"
+        "[importlib.import_module(n) for n in sys.argv[2:]];"
+        "print(sorted(m for m in ('lvm.train', '_vae_runs', 'tensorflow_datasets')"
+        " if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(EXPERIMENTS), *(p.stem for p in SCRIPTS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]", out.stdout
 
 
 def _bic_claims(out):

@@ -136,22 +136,24 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
     """Asking for more epochs extends a run; any other change of setting starts a new one."""
     from dataclasses import replace
 
-    common = _script("_common")
-    budget = common.Budget()
-    base = common.train_config("iwae_k50", budget, seed=0)
-    same = common.run_dir(tmp_path, "iwae_k50", base, 50_000)
+    runs = _script("_vae_runs")
+    budget = runs.Budget()
+    base = runs.train_config("iwae_k50", budget, seed=0)
+    model = runs.model_config("iwae_k50", budget)
+    same = runs.run_dir(tmp_path, "iwae_k50", base, 50_000, model)
     longer = replace(base, num_epochs=3280, checkpoint_every=50)
-    assert common.run_dir(tmp_path, "iwae_k50", longer, 50_000) == same
+    assert runs.run_dir(tmp_path, "iwae_k50", longer, 50_000, model) == same
     others = [
         replace(base, seed=1),
-        replace(base, objective=common.RUNS["vae_k50"]),
+        replace(base, objective=runs.RUNS["vae_k50"]),
         replace(base, schedule="iwae"),
-        replace(base, model=replace(base.model, latent_dim=2)),
         replace(base, nonfinite="skip"),
     ]
     for config in others:
-        assert common.run_dir(tmp_path, "iwae_k50", config, 50_000) != same
-    assert common.run_dir(tmp_path, "iwae_k50", base, 500) != same
+        assert runs.run_dir(tmp_path, "iwae_k50", config, 50_000, model) != same
+    assert runs.run_dir(tmp_path, "iwae_k50", base, 500, model) != same
+    other_model = replace(model, latent_dim=2)
+    assert runs.run_dir(tmp_path, "iwae_k50", base, 50_000, other_model) != same
 
 
 def test_ais_vs_is_quick(tmp_path):

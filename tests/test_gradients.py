@@ -5,8 +5,6 @@ ELBO's gradient is a closed form, log p(x) - KL(q || p(z|x)), and the zero-varia
 of STL can be checked at q = p(z|x) exactly.
 """
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
@@ -15,6 +13,7 @@ import pytest
 
 import lvm
 from lvm.estimators import stop_gradient_proposal
+from lvm.testing import mean_se
 
 D_LATENT, D_DATA = 2, 5
 
@@ -101,9 +100,9 @@ def test_elbo_gradients_are_unbiased(model, x, encoder):
     runs = {g: _gradients(lvm.ELBO(2, gradient=g), encoder, model, x, reps=reps) for g in GRADIENTS}
     for gradient, (_, g_enc, g_model) in runs.items():
         for g, exact in ((g_enc, exact_enc), (g_model, exact_model)):
-            se = g.std(0, ddof=1) / math.sqrt(reps)
+            mean, se = mean_se(g, axis=0)
             # Upper-triangle entries of L are not used: gradient exactly 0, se 0.
-            assert np.all(np.abs(g.mean(0) - exact) <= 4 * se + 1e-6), (gradient, g.mean(0), exact)
+            assert np.all(np.abs(mean - exact) <= 4 * se + 1e-6), (gradient, mean, exact)
     _same_value_and_model_gradient(runs["stl"], runs["reparam"])
 
 
@@ -119,7 +118,8 @@ def test_iwae_dreg_is_unbiased_and_iwae_stl_is_not(model, x, encoder):
     used = ref.std(0) > 0  # the upper triangle of L has no gradient
     for name, unbiased in (("dreg", True), ("stl", False)):
         diff = (runs[name][1] - ref)[:, used]
-        z = diff.mean(0) / (diff.std(0, ddof=1) / math.sqrt(reps))
+        mean, se = mean_se(diff, axis=0)
+        z = mean / se
         assert np.all(np.abs(z) < 4) if unbiased else np.any(np.abs(z) > 10), (name, z)
         _same_value_and_model_gradient(runs[name], runs["reparam"])
     # STL streams like the plain bound: chunks of 3 (with a remainder) give the same numbers.
@@ -151,7 +151,8 @@ def test_dreg_encoder_variance_below_iwae_at_k64(model, x, encoder):
     da = (ref[:, used] - ref[:, used].mean(0)) ** 2
     db = (dreg[:, used] - dreg[:, used].mean(0)) ** 2
     diff = da - db
-    assert np.all(diff.mean(0) > 4 * diff.std(0, ddof=1) / math.sqrt(reps))
+    mean, se = mean_se(diff, axis=0)
+    assert np.all(mean > 4 * se)
     assert np.all(db.mean(0) < 0.5 * da.mean(0))
 
 

@@ -63,8 +63,8 @@ SCRIPT = textwrap.dedent(
     out["epoch_bounds_max_diff"] = float(np.max(np.abs(np.asarray(j4.bound) - np.asarray(j1.bound))))
 
     x = np.asarray(data[:30])
-    lp4 = log_px(jax.random.key(3), model, x, num_samples=40, chunk_size=8, batch_size=8, mesh=mesh4)
-    lp1 = log_px(jax.random.key(3), model, x, num_samples=40, chunk_size=8, batch_size=8, mesh=mesh1)
+    lp4 = log_px(jax.random.key(3), model, x, lvm.IWAE(40, chunk_size=8), batch_size=8, mesh=mesh4)
+    lp1 = log_px(jax.random.key(3), model, x, lvm.IWAE(40, chunk_size=8), batch_size=8, mesh=mesh1)
     out["eval_max_diff"] = float(np.max(np.abs(lp4 - lp1)))
     try:
         make_train_epoch(lvm.ELBO(1), optax.adam(1e-2), batch_size=6, mesh=mesh4)

@@ -26,7 +26,9 @@ from lvm.evaluate import active_units, bound, evaluate
 from lvm.models.vae import VAE
 from lvm.train import (
     NonFiniteError,
+    RunLockedError,
     TrainConfig,
+    load_checkpoint,
     make_train_step,
     read_metadata,
     run_keys,
@@ -42,6 +44,10 @@ def images():
 
 def _config(num_epochs: int = 1, **overrides) -> TrainConfig:
     return worker.config(num_epochs, **overrides)
+
+
+def _train(config, x, **kwargs):
+    return train_vae(config, x, model_config=worker.SMALL, **kwargs)
 
 
 def _bytes(tree) -> list[bytes]:
@@ -63,7 +69,7 @@ def test_a_resumed_run_that_meets_an_infinite_gradient_raises_and_keeps_its_chec
     images, tmp_path
 ):
     config = _config(num_epochs=1)
-    train_vae(config, images, out_dir=tmp_path, progress=False)
+    _train(config, images, out_dir=tmp_path, progress=False)
     checkpoint, metrics = tmp_path / "checkpoint.eqx", tmp_path / "metrics.jsonl"
     saved, logged = checkpoint.read_bytes(), metrics.read_text()
 
@@ -75,17 +81,18 @@ def test_a_resumed_run_that_meets_an_infinite_gradient_raises_and_keeps_its_chec
     step = int(np.flatnonzero(order == 123)[0]) // config.batch_size + 1
     longer = dataclasses.replace(config, num_epochs=3)
     with pytest.raises(NonFiniteError, match=rf"loss and gradient at epoch 2, step {step} of 4"):
-        train_vae(longer, bad, out_dir=tmp_path, resume=True, progress=False)
+        _train(longer, bad, out_dir=tmp_path, resume=True, progress=False)
     assert checkpoint.read_bytes() == saved  # byte-identical
     assert metrics.read_text() == logged
     assert sorted(p.name for p in tmp_path.iterdir()) == [
+        ".lock",
         "checkpoint.eqx",
         "config.json",
         "metrics.jsonl",
     ]
     # The kept checkpoint resumes, on clean data, to the bytes of an uninterrupted run.
-    resumed = train_vae(longer, images, out_dir=tmp_path, resume=True, progress=False)
-    uninterrupted = train_vae(longer, images, progress=False)
+    resumed = _train(longer, images, out_dir=tmp_path, resume=True, progress=False)
+    uninterrupted = _train(longer, images, progress=False)
     assert _bytes(resumed.state) == _bytes(uninterrupted.state)
 
 
@@ -93,7 +100,7 @@ def test_the_error_names_the_causes_and_the_kept_checkpoint(images, tmp_path):
     bad = images.copy()
     bad[:, 0] = POISON  # every minibatch: the first step of the first epoch
     with pytest.raises(NonFiniteError) as err:
-        train_vae(_config(), bad, out_dir=tmp_path, progress=False)
+        _train(_config(), bad, out_dir=tmp_path, progress=False)
     message = str(err.value)
     assert "epoch 1, step 1 of 4 (global step 1)" in message
     assert "learning rate" in message and "data" in message and "nonfinite='skip'" in message
@@ -105,7 +112,7 @@ def test_the_skip_policy_trains_through_nonfinite_minibatches(images, tmp_path):
     x = images.copy()
     x[7, 0] = POISON  # in exactly one minibatch of every epoch
     config = _config(num_epochs=4, nonfinite="skip", max_consecutive_skips=10)
-    result = train_vae(config, x, out_dir=tmp_path, progress=False)
+    result = _train(config, x, out_dir=tmp_path, progress=False)
     lines = _metrics(tmp_path)
     assert [r["skipped_updates"] for r in lines] == [1, 1, 1, 1]
     assert int(result.state.step) == 16 and _all_finite(result.state)
@@ -116,6 +123,30 @@ def test_the_skip_policy_trains_through_nonfinite_minibatches(images, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["config"]["nonfinite"] == "skip"
     header, _ = read_metadata(tmp_path / "checkpoint.eqx")
     assert header["config"]["nonfinite"] == "skip" and header["epoch"] == 4
+
+
+def test_under_the_skip_policy_the_schedule_follows_the_global_step(images):
+    """Skipped updates do not advance Adam's moments (its count is the applied updates), but
+    the learning-rate schedule counts every step, so the "iwae" stages end at the epochs
+    they name whatever was skipped (optax.apply_if_finite around the whole of Adam would
+    have kept the schedule back by the number of skips)."""
+    x = images.copy()
+    x[7, 0] = POISON  # in exactly one minibatch of every epoch: 4 steps per epoch, 1 skipped
+    config = _config(num_epochs=4, nonfinite="skip", schedule="iwae")
+    result = _train(config, x, progress=False)
+    guarded, schedule_state = result.state.opt_state
+    adam_state = guarded.inner_state
+    assert int(result.state.step) == 16 and int(guarded.total_notfinite) == 4
+    assert int(schedule_state.count) == 16  # the global step: what the schedule reads
+    assert int(adam_state.count) == 12  # the applied updates: Adam's bias correction
+    # The rate of epoch e is that of the stage of its first global step (stage 1 from epoch 2).
+    assert [r["learning_rate"] for r in result.history] == pytest.approx(
+        [config.learning_rate * 10 ** (-s / 7) for s in (0, 1, 1, 1)], rel=1e-6
+    )
+    # An optimizer of the user's, without a guard, is wrapped whole: its own rule.
+    init, step = make_train_step(poisoned_elbo, optax.adam(1e-3), max_consecutive_skips=2)
+    state = init(VAE(SMALL, key=jax.random.key(0)))
+    assert isinstance(state.opt_state, optax.ApplyIfFiniteState)
 
 
 def test_a_skipped_update_changes_nothing_and_the_limit_is_applied(images):
@@ -149,7 +180,7 @@ def test_the_skip_policy_gives_up_after_max_consecutive_skips(images, tmp_path):
         NonFiniteError,
         match=r"after max_consecutive_skips=10 skipped updates in a row at epoch 3, step 3 of 4",
     ):
-        train_vae(config, bad, out_dir=tmp_path, progress=False)
+        _train(config, bad, out_dir=tmp_path, progress=False)
     lines = _metrics(tmp_path)
     assert [(r["skipped_updates"], r["train_bound"]) for r in lines] == [(4, None), (4, None)]
     assert read_metadata(tmp_path / "checkpoint.eqx")[0]["epoch"] == 2
@@ -200,7 +231,7 @@ def test_evaluation_refuses_a_model_with_nonfinite_parameters(images):
     x = images[:20]
     for call in (
         lambda: bound(jax.random.key(0), broken, x, lvm.ELBO(1)),
-        lambda: evaluate(jax.random.key(0), broken, x, num_samples=4),
+        lambda: evaluate(jax.random.key(0), broken, x, lvm.IWAE(4)),
         lambda: active_units(broken, x),
     ):
         with pytest.raises(
@@ -213,11 +244,11 @@ def test_data_outside_the_unit_interval_is_refused(images, tmp_path):
     model = VAE(SMALL, key=jax.random.key(0))
     for bad in (images[:200] * 1e30, images[:200] - 0.5, images[:200] * 2.0):
         with pytest.raises(ValueError, match=r"train_x has values outside \[0, 1\]"):
-            train_vae(_config(), bad, out_dir=tmp_path, progress=False)
+            _train(_config(), bad, out_dir=tmp_path, progress=False)
         with pytest.raises(ValueError, match=r"outside \[0, 1\].*Bernoulli"):
             bound(jax.random.key(0), model, bad, lvm.ELBO(1))
     with pytest.raises(ValueError, match=r"validation_x has values outside \[0, 1\]"):
-        train_vae(_config(), images, validation_x=images[:10] + 1.0, progress=False)
+        _train(_config(), images, validation_x=images[:10] + 1.0, progress=False)
     assert not (tmp_path / "config.json").exists()
 
 
@@ -265,8 +296,8 @@ def _kill(proc: subprocess.Popen) -> None:
 def _resume_and_compare(out_dir: Path, num_epochs: int) -> None:
     """Resume the killed run to ``num_epochs``: the same bytes and metrics as one uninterrupted run."""
     config = worker.config(num_epochs)
-    resumed = train_vae(config, worker.images(), out_dir=out_dir, resume=True, progress=False)
-    uninterrupted = train_vae(config, worker.images(), progress=False)
+    resumed = _train(config, worker.images(), out_dir=out_dir, resume=True, progress=False)
+    uninterrupted = _train(config, worker.images(), progress=False)
     assert _bytes(resumed.state) == _bytes(uninterrupted.state)
     strip = lambda r: {k: v for k, v in r.items() if k != "epoch_seconds"}  # noqa: E731
     assert [strip(r) for r in _metrics(out_dir)] == [strip(r) for r in uninterrupted.history]
@@ -283,6 +314,9 @@ def test_a_run_killed_after_its_first_checkpoint_resumes_to_the_same_bytes(tmp_p
         _kill(proc)
     epoch = read_metadata(checkpoint)[0]["epoch"]  # where the kill landed: 1, or a little later
     assert 1 <= epoch < worker.FOREVER
+    # The killed run's lock file is still there, naming it; the kernel released its lock,
+    # so it does not block the resume.
+    assert f"PID {proc.pid} " in (tmp_path / ".lock").read_text()
     _resume_and_compare(tmp_path, epoch + 2)
 
 
@@ -300,4 +334,44 @@ def test_a_kill_between_writing_and_renaming_a_checkpoint_keeps_the_old_one(
         _kill(proc)
     assert checkpoint.read_bytes() == before
     assert read_metadata(checkpoint)[0]["epoch"] == 1
+    assert tmp.exists()  # what the kill left behind ...
     _resume_and_compare(tmp_path, 3)
+    assert not tmp.exists()  # ... is removed by the next run in the folder (its process is dead)
+
+
+def test_a_second_run_on_a_busy_folder_fails_and_the_first_is_untouched(
+    tmp_path, compile_cache, images, monkeypatch
+):
+    """One run owns an out_dir at a time: a second one, started while the first is between
+    epochs, fails at once naming the folder and the owner's PID (from a process, and from the
+    command line), and the first ends byte-identical to a run alone."""
+    first_dir = tmp_path / "run"
+    with _worker(first_dir, "pause-after-first", compile_cache) as first:
+        line = first.stdout.readline()
+        assert line.startswith("CHECKPOINTED"), first.communicate()[1][-3000:]
+        pid = int(line.split()[1])
+        with _worker(first_dir, "run", compile_cache) as second:
+            _, err = second.communicate(timeout=300)
+        assert second.returncode != 0
+        assert f"{first_dir} is in use by another training run (PID {pid} on " in err
+        with pytest.raises(RunLockedError, match=f"PID {pid} "):
+            _train(worker.config(2), images, out_dir=first_dir, resume=True, progress=False)
+
+        import lvm.train.__main__ as cli
+        from lvm.data.mnist import BinarizedMNIST
+
+        monkeypatch.setattr(
+            cli, "load_binarized_mnist", lambda **kw: BinarizedMNIST(images, images, images)
+        )
+        with pytest.raises(SystemExit, match=f"RunLockedError: {first_dir} is in use"):
+            cli.main(["--epochs", "1", "--out-dir", str(first_dir), "--eval-num-samples", "0"])
+
+        first.stdin.write("go on\n")
+        first.stdin.flush()
+        _, err = first.communicate(timeout=300)
+        assert first.returncode == 0, err[-3000:]
+    alone = _train(worker.config(worker.PAUSED_RUN_EPOCHS), images, progress=False)
+    state, header = load_checkpoint(first_dir / "checkpoint.eqx", alone.state)
+    assert header["epoch"] == worker.PAUSED_RUN_EPOCHS
+    assert _bytes(state) == _bytes(alone.state)
+    assert [r["epoch"] for r in _metrics(first_dir)] == [1, 2, 3]

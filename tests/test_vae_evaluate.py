@@ -25,8 +25,8 @@ def x():
 
 def test_streaming_log_px_equals_unchunked(model, x):
     key = jax.random.key(1)
-    streamed = log_px(key, model, x, num_samples=60, chunk_size=7, batch_size=10)
-    at_once = log_px(key, model, x, num_samples=60, chunk_size=None, batch_size=10)
+    streamed = log_px(key, model, x, lvm.IWAE(60, chunk_size=7), batch_size=10)
+    at_once = log_px(key, model, x, lvm.IWAE(60), batch_size=10)
     np.testing.assert_allclose(streamed, at_once, rtol=1e-5)
     # and it is the library's estimator, datapoint i drawing with fold_in(key, i)
     i = 17
@@ -50,11 +50,11 @@ def test_batch_size_does_not_change_the_numbers(model, x):
 
 def test_log_px_is_above_the_elbo_and_evaluate_agrees(model, x):
     key = jax.random.key(3)
-    result = evaluate(key, model, x, num_samples=200, chunk_size=50, batch_size=10)
-    assert result.num_images == 30 and result.num_samples == 200
+    result = evaluate(key, model, x, lvm.IWAE(200, chunk_size=50), batch_size=10)
+    assert result.num_images == 30 and result.estimator.startswith("IWAE(num_samples=200,")
     assert result.log_px > result.elbo  # L_200 above L_1 by far more than the noise here
     assert 0.0 < result.log_px_sem < 5.0
-    lp = log_px(jax.random.split(key)[0], model, x, num_samples=200, chunk_size=50, batch_size=10)
+    lp = log_px(jax.random.split(key)[0], model, x, lvm.IWAE(200, chunk_size=50), batch_size=10)
     np.testing.assert_allclose(result.log_px, lp.mean(), rtol=1e-6)
 
 
@@ -76,7 +76,7 @@ def test_active_units_counts_units_whose_posterior_mean_varies(model, x):
 
 def test_bad_inputs_raise(model, x):
     with pytest.raises(ValueError, match=r"shape \(N, 20\)"):
-        log_px(jax.random.key(0), model, x[:, :19], num_samples=2)
+        log_px(jax.random.key(0), model, x[:, :19], lvm.IWAE(2))
     bad = x.copy()
     bad[0, 0] = np.inf
     with pytest.raises(ValueError, match="NaN or Inf"):
@@ -84,10 +84,10 @@ def test_bad_inputs_raise(model, x):
 
 
 def test_ais_log_px_is_the_library_estimator_per_datapoint(model, x):
-    """method="ais": datapoint i is lvm.ais with fold_in(key, i) and q(z|x_i), whatever the batch."""
+    """AIS(T): datapoint i is lvm.ais with fold_in(key, i) and q(z|x_i), whatever the batch."""
     key = jax.random.key(4)
-    values = log_px(key, model, x, method="ais", num_steps=20, batch_size=10, progress=False)
-    rebatched = log_px(key, model, x, method="ais", num_steps=20, batch_size=7, progress=False)
+    values = log_px(key, model, x, lvm.AIS(20), batch_size=10, progress=False)
+    rebatched = log_px(key, model, x, lvm.AIS(20), batch_size=7, progress=False)
     np.testing.assert_allclose(rebatched, values, rtol=1e-5)
     i = 17
     xi = jnp.asarray(x[i])
@@ -100,11 +100,7 @@ def test_ais_log_px_is_the_library_estimator_per_datapoint(model, x):
     assert values.mean() > elbos.mean()
 
 
-def test_evaluate_reports_the_method(model, x):
-    result = evaluate(
-        jax.random.key(6), model, x[:10], method="ais", num_steps=5, batch_size=10, progress=False
-    )
-    assert result.method == "ais" and result.estimator.startswith("AIS(num_steps=5")
+def test_evaluate_reports_the_estimator(model, x):
+    result = evaluate(jax.random.key(6), model, x[:10], lvm.AIS(5), batch_size=10, progress=False)
+    assert result.estimator.startswith("AIS(num_steps=5")
     assert result.num_images == 10 and np.isfinite(result.log_px)
-    with pytest.raises(ValueError, match="method"):
-        log_px(jax.random.key(0), model, x, method="hmc")

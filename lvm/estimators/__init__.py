@@ -31,15 +31,7 @@ from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decompos
 from lvm.estimators.gradients import elbo_stl, iwae_dreg, iwae_stl, stop_gradient_proposal
 from lvm.estimators.importance import importance_sampling, iwae_bound
 from lvm.estimators.naive_mc import naive_monte_carlo
-from lvm.estimators.objectives import (
-    ELBO,
-    IWAE,
-    ELBOAnalyticKL,
-    Objective,
-    model_bound,
-    objective_from_dict,
-    objective_to_dict,
-)
+from lvm.estimators.objectives import ELBO, IWAE, OBJECTIVES, ELBOAnalyticKL
 from lvm.estimators.weights import log_weight, log_weights
 
 __all__ = [
@@ -56,7 +48,7 @@ __all__ = [
     "IWAE",
     "ELBOAnalyticKL",
     "ELBOTerms",
-    "Objective",
+    "OBJECTIVES",
     "elbo",
     "elbo_analytic_kl",
     "elbo_concrete",
@@ -75,10 +67,7 @@ __all__ = [
     "jackknife_log_mean_exp",
     "log_weight",
     "log_weights",
-    "model_bound",
     "naive_monte_carlo",
-    "objective_from_dict",
-    "objective_to_dict",
     "stop_gradient_proposal",
     "sumo",
     "sumo_num_terms",

@@ -52,6 +52,7 @@ temperatures; memory holds the chains' current state and one step size and accep
 per temperature, never the trajectories.
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -60,13 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Float
 
-from lvm._checks import (
-    check_continuous_latent,
-    check_finite,
-    check_in_interval,
-    check_positive,
-    check_positive_int,
-)
+from lvm._checks import check_finite, check_in_interval, check_positive, check_positive_int
 from lvm._math import log_mean_exp
 from lvm.estimators import hmc
 from lvm.types import Datum, Distribution, Key, Latent, LogJoint, Scalar
@@ -134,6 +129,184 @@ def annealing_schedule(schedule, num_steps: int) -> np.ndarray:
     return betas
 
 
+def _check_continuous_latent(z) -> None:
+    """Raise ``TypeError`` unless the latent ``z`` is floating: HMC moves z along the gradient."""
+    if not jnp.issubdtype(jnp.result_type(z), jnp.floating):
+        raise TypeError(
+            "AIS needs a continuous latent (it moves z along the gradient); got z of dtype "
+            f"{jnp.result_type(z)}. A discrete latent (the Gaussian mixture) has exact "
+            "log p(x) by summation, or use importance_sampling."
+        )
+
+
+@dataclass(frozen=True)
+class AIS:
+    r"""AIS as a value: its settings, checked when built, and the runs that use them.
+
+    ``AIS(num_steps)(key, log_joint, proposal, x)`` is the estimate :math:`\log \frac1C
+    \sum_c w_c` (:func:`ais`), :meth:`log_weights` the C log-weights and diagnostics
+    (:func:`ais_log_weights`), :meth:`bdmc` the bidirectional sandwich (:func:`bdmc`); the
+    functions are these methods with the settings as keyword arguments. Hashable (a given
+    ``schedule`` is kept as a tuple), so the evaluator can compile it as a constant like
+    ``IWAE``; the proposal is the initial distribution (the encoder's q(z|x) for a VAE).
+
+    ``adapt_step_size=False`` keeps ``step_size`` fixed: the exactly unbiased variant,
+    ``AIS(num_steps, adapt_step_size=False)``.
+    """
+
+    #: T >= 1, the temperatures after :math:`\beta_0 = 0`; T - 1 HMC transitions.
+    num_steps: int = 1000
+    #: C >= 1 independent chains.
+    num_chains: int = 1
+    #: L, leapfrog steps per transition (Wu et al.: 10).
+    num_leapfrog_steps: int = 10
+    #: ``"sigmoid"`` (Wu et al.), ``"linear"``, or the T + 1 temperatures (a sequence or an
+    #: array, kept as a tuple of floats).
+    schedule: str | Sequence[float] | np.ndarray = "sigmoid"
+    #: the leapfrog step size; the start of the adaptation unless ``adapt_step_size=False``.
+    step_size: float = 0.05
+    #: the acceptance rate the adaptation aims at (Wu et al.: 0.65).
+    target_acceptance: float = 0.65
+    #: each chain's step at each transition is the current step size times a uniform draw
+    #: from [1 - jitter, 1 + jitter]; 0 turns this off.
+    step_size_jitter: float = 0.5
+    #: adapt the step size per temperature (default), or keep ``step_size`` fixed.
+    adapt_step_size: bool = True
+
+    def __post_init__(self):
+        check_positive_int(self.num_steps, "num_steps")
+        check_positive_int(self.num_chains, "num_chains")
+        check_positive_int(self.num_leapfrog_steps, "num_leapfrog_steps")
+        betas = annealing_schedule(self.schedule, self.num_steps)
+        if not isinstance(self.schedule, str):
+            object.__setattr__(self, "schedule", tuple(betas.tolist()))
+        check_in_interval(self.target_acceptance, "target_acceptance", 0.0, 1.0)
+        check_positive(self.step_size, "step_size")
+        check_in_interval(self.step_size_jitter, "step_size_jitter", 0.0, 1.0, closed_low=True)
+        if not isinstance(self.adapt_step_size, bool):
+            raise TypeError(f"adapt_step_size must be a bool, got {self.adapt_step_size!r}")
+
+    @property
+    def betas(self) -> np.ndarray:
+        r"""The temperatures :math:`0 = \beta_0 \le \dots \le \beta_T = 1` (float64, ``(T + 1,)``)."""
+        return annealing_schedule(self.schedule, self.num_steps)
+
+    @property
+    def num_gradient_evaluations(self) -> int:
+        """Evaluations of the gradient of log p(x, z) per datapoint: C ((T - 1) L + 1)."""
+        return self.num_chains * ((self.num_steps - 1) * self.num_leapfrog_steps + 1)
+
+    def log_weights(
+        self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum
+    ) -> tuple[Float[Array, " chains"], AISInfo]:
+        r"""The log-weights :math:`\log w_c` of the C forward chains, and diagnostics.
+
+        ``key`` is split once into the initial draws' key (chain c starts from
+        ``proposal.sample(split(init_key, num_chains)[c])``, as particle c of
+        :func:`lvm.log_weights`) and the transitions' key. ``log_joint(x, z)`` is
+        log p(x, z) for one x and one continuous z; ``proposal`` the initial distribution q.
+
+        Returns ``(log_w, info)``: log-weights of shape ``(num_chains,)`` with
+        :math:`\mathbb E[w] = p(x)`, and :class:`AISInfo` per transition.
+        """
+        x = check_finite(x)
+        init_key, transition_key = jax.random.split(key)
+        z0 = jax.vmap(proposal.sample)(jax.random.split(init_key, self.num_chains))
+        _check_continuous_latent(z0)
+        terms = _terms_fn(log_joint, proposal, x)
+        return _anneal(
+            transition_key, terms, z0, self.betas, self.step_size, self, self.adapt_step_size
+        )
+
+    def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
+        r"""The AIS estimate :math:`\log \frac1C \sum_c w_c` of log p(x): a lower bound in expectation."""
+        return log_mean_exp(self.log_weights(key, log_joint, proposal, x)[0])
+
+    def bdmc(
+        self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum, z: Latent
+    ) -> BDMCResult:
+        r"""Bidirectional Monte Carlo (Grosse et al., 2015): forward AIS below, reverse AIS above.
+
+        For simulated data, ``(z, x)`` drawn from the joint (``model.sample(key)``), ``z`` is
+        an exact draw from p(z|x). The forward run is :meth:`log_weights`; the reverse run
+        starts C chains at ``z`` and anneals from :math:`\beta = 1` down to 0 with the
+        forward run's step sizes in reverse order, fixed, so both use the same transitions:
+
+        .. math:: \text{lower} = \log \tfrac1C \textstyle\sum_c w_c, \qquad
+                  \text{upper} = -\log \tfrac1C \textstyle\sum_c w^{\rm rev}_c,
+                  \qquad \mathbb E[\text{lower}] \le \log p(x) \le \mathbb E[\text{upper}].
+
+        ``key`` is split once into the forward and the reverse run's keys.
+        """
+        _check_continuous_latent(z)
+        forward_key, reverse_key = jax.random.split(key)
+        log_w, forward_info = self.log_weights(forward_key, log_joint, proposal, x)
+        z_start = jnp.broadcast_to(z, (self.num_chains,) + jnp.shape(z))
+        log_w_rev, reverse_info = _anneal(
+            reverse_key,
+            _terms_fn(log_joint, proposal, x),
+            z_start,
+            self.betas[::-1],
+            forward_info.step_size[::-1],
+            self,
+            False,
+        )
+        return BDMCResult(
+            log_mean_exp(log_w),
+            -log_mean_exp(log_w_rev),
+            log_w,
+            log_w_rev,
+            forward_info,
+            reverse_info,
+        )
+
+
+def ais_log_weights(
+    key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum, *, num_steps: int, **settings
+) -> tuple[Float[Array, " chains"], AISInfo]:
+    r"""The log-weights :math:`\log w_c` of ``num_chains`` forward AIS chains, and diagnostics.
+
+    ``AIS(num_steps, **settings).log_weights(key, log_joint, proposal, x)``: the settings are
+    the fields of :class:`AIS` (``num_chains=1``, ``schedule="sigmoid"``,
+    ``num_leapfrog_steps=10``, ``step_size=0.05``, ``target_acceptance=0.65``,
+    ``step_size_jitter=0.5``, ``adapt_step_size=True``), checked when it is built.
+
+    Returns:
+        ``(log_w, info)``: log-weights of shape ``(num_chains,)`` with :math:`\mathbb E[w] = p(x)`,
+        and :class:`AISInfo` (acceptance rate and step size per transition).
+    """
+    return AIS(num_steps, **settings).log_weights(key, log_joint, proposal, x)
+
+
+def ais(
+    key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum, *, num_steps: int, **settings
+) -> Scalar:
+    r"""The AIS estimate :math:`\log \frac1C \sum_c w_c` of log p(x): a lower bound in expectation.
+
+    ``AIS(num_steps, **settings)(key, log_joint, proposal, x)``; the settings as for
+    :func:`ais_log_weights`.
+    """
+    return AIS(num_steps, **settings)(key, log_joint, proposal, x)
+
+
+def bdmc(
+    key: Key,
+    log_joint: LogJoint,
+    proposal: Distribution,
+    x: Datum,
+    z: Latent,
+    *,
+    num_steps: int,
+    **settings,
+) -> BDMCResult:
+    r"""Bidirectional Monte Carlo (Grosse et al., 2015): forward AIS below, reverse AIS above.
+
+    ``AIS(num_steps, **settings).bdmc(key, log_joint, proposal, x, z)`` (see
+    :meth:`AIS.bdmc`); the settings as for :func:`ais_log_weights`.
+    """
+    return AIS(num_steps, **settings).bdmc(key, log_joint, proposal, x, z)
+
+
 class _Terms(NamedTuple):
     """The two terms of the path at one z, with their gradients (kept in the HMC state)."""
 
@@ -159,13 +332,6 @@ def _tempered_state(position, terms: _Terms, beta) -> hmc.HMCState:
     return hmc.HMCState(position, log_density, grad, terms)
 
 
-def _check_settings(num_leapfrog_steps, step_size, target_acceptance, step_size_jitter) -> None:
-    check_positive_int(num_leapfrog_steps, "num_leapfrog_steps")
-    check_in_interval(target_acceptance, "target_acceptance", 0.0, 1.0)
-    check_positive(step_size, "step_size")
-    check_in_interval(step_size_jitter, "step_size_jitter", 0.0, 1.0, closed_low=True)
-
-
 def _value_and_grad_at(terms, beta) -> hmc.ValueAndGrad:
     r"""``value_and_grad`` of :math:`f_\beta`, with the two terms as auxiliary output."""
 
@@ -182,20 +348,20 @@ def _anneal(
     z0: Float[Array, "chains d"],
     betas: np.ndarray,
     step_size,
-    *,
+    settings: AIS,
     adapt: bool,
-    num_leapfrog_steps: int,
-    target_acceptance: float,
-    step_size_jitter: float,
 ) -> tuple[Float[Array, " chains"], AISInfo]:
     r"""Run chains started at ``z0`` (exact draws from :math:`e^{f_{\beta_0}}`) along ``betas``.
 
     ``step_size``: the initial step size when ``adapt``, else one per transition (or a scalar).
-    Transition t (t = 1 .. T - 1) draws with ``fold_in(key, t)``, split once into the
-    chains' HMC keys and their step-size jitter.
+    ``settings`` gives L, the target acceptance and the jitter (its ``num_steps`` and
+    ``schedule`` are those of ``betas``, possibly reversed). Transition t (t = 1 .. T - 1)
+    draws with ``fold_in(key, t)``, split once into the chains' HMC keys and their
+    step-size jitter.
     """
     num_chains, dtype = z0.shape[0], z0.dtype
     num_transitions = len(betas) - 2
+    jitter_width = settings.step_size_jitter
     if adapt:
         step0 = jnp.asarray(step_size, dtype)
         fixed_steps = jnp.zeros((num_transitions,), dtype)  # not read
@@ -219,19 +385,19 @@ def _anneal(
                 _tempered_state(z, c, beta),
                 _value_and_grad_at(terms, beta),
                 step_size=eps_c,
-                num_leapfrog_steps=num_leapfrog_steps,
+                num_leapfrog_steps=settings.num_leapfrog_steps,
             )
             return state.position, state.aux, info.acceptance_rate
 
         move_key, jitter_key = jax.random.split(jax.random.fold_in(key, t))
         jitter = jax.random.uniform(
-            jitter_key, (num_chains,), dtype, 1.0 - step_size_jitter, 1.0 + step_size_jitter
+            jitter_key, (num_chains,), dtype, 1.0 - jitter_width, 1.0 + jitter_width
         )
         keys = jax.random.split(move_key, num_chains)
         position, cached, accept = jax.vmap(move)(keys, position, cached, eps_t * jitter)
         accept = jnp.mean(accept)
         if adapt:
-            factor = jnp.where(accept > target_acceptance, STEP_SIZE_UP, STEP_SIZE_DOWN)
+            factor = jnp.where(accept > settings.target_acceptance, STEP_SIZE_UP, STEP_SIZE_DOWN)
             eps = jnp.clip(eps * factor, MIN_STEP_SIZE, MAX_STEP_SIZE).astype(dtype)
         return (position, cached, log_w, eps), (accept, eps_t)
 
@@ -246,216 +412,3 @@ def _anneal(
     log_w = log_w + increment(float(betas[-1]), float(betas[-2]), cached)
     assert log_w.shape == (num_chains,)
     return log_w, AISInfo(accept, used)
-
-
-def ais_log_weights(
-    key: Key,
-    log_joint: LogJoint,
-    proposal: Distribution,
-    x: Datum,
-    *,
-    num_steps: int,
-    num_chains: int = 1,
-    schedule="sigmoid",
-    num_leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_acceptance: float = 0.65,
-    step_size_jitter: float = 0.5,
-    adapt_step_size: bool = True,
-) -> tuple[Float[Array, " chains"], AISInfo]:
-    r"""The log-weights :math:`\log w_c` of ``num_chains`` forward AIS chains, and diagnostics.
-
-    Args:
-        key: PRNG key, split once into the initial draws' key (chain c starts from
-            ``proposal.sample(split(init_key, num_chains)[c])``, as particle c of
-            :func:`lvm.log_weights`) and the transitions' key.
-        log_joint: ``log_joint(x, z) = log p(x, z)`` for one x and one continuous z.
-        proposal: the initial distribution q with ``sample``/``log_prob`` (the prior
-            ``p(z)``, or for a VAE the encoder's ``q(z|x)``).
-        x: one datapoint.
-        num_steps: T >= 1, the number of temperatures after :math:`\beta_0 = 0`; T - 1 HMC
-            transitions.
-        num_chains: independent chains, >= 1.
-        schedule: ``"sigmoid"`` (Wu et al.), ``"linear"``, or the T + 1 temperatures.
-        num_leapfrog_steps: L, leapfrog steps per transition (Wu et al.: 10).
-        step_size: the leapfrog step size, adapted per temperature from this start unless
-            ``adapt_step_size=False``.
-        target_acceptance: the acceptance rate the adaptation aims at (Wu et al.: 0.65).
-        step_size_jitter: each chain's step at each transition is the current step size
-            times a uniform draw from [1 - jitter, 1 + jitter]; 0 turns this off.
-        adapt_step_size: adapt per temperature (default), or keep ``step_size`` fixed.
-
-    Returns:
-        ``(log_w, info)``: log-weights of shape ``(num_chains,)`` with :math:`\mathbb E[w] = p(x)`,
-        and :class:`AISInfo` (acceptance rate and step size per transition).
-    """
-    num_steps = check_positive_int(num_steps, "num_steps")
-    num_chains = check_positive_int(num_chains, "num_chains")
-    _check_settings(num_leapfrog_steps, step_size, target_acceptance, step_size_jitter)
-    betas = annealing_schedule(schedule, num_steps)
-    x = check_finite(x)
-    init_key, transition_key = jax.random.split(key)
-    z0 = jax.vmap(proposal.sample)(jax.random.split(init_key, num_chains))
-    check_continuous_latent(z0, "AIS")
-    return _anneal(
-        transition_key,
-        _terms_fn(log_joint, proposal, x),
-        z0,
-        betas,
-        step_size,
-        adapt=adapt_step_size,
-        num_leapfrog_steps=num_leapfrog_steps,
-        target_acceptance=target_acceptance,
-        step_size_jitter=step_size_jitter,
-    )
-
-
-def ais(
-    key: Key,
-    log_joint: LogJoint,
-    proposal: Distribution,
-    x: Datum,
-    *,
-    num_steps: int,
-    num_chains: int = 1,
-    schedule="sigmoid",
-    num_leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_acceptance: float = 0.65,
-    step_size_jitter: float = 0.5,
-    adapt_step_size: bool = True,
-) -> Scalar:
-    r"""The AIS estimate :math:`\log \frac1C \sum_c w_c` of log p(x): a lower bound in expectation.
-
-    Same arguments as :func:`ais_log_weights`; the weights are reduced with
-    :func:`lvm.log_mean_exp`.
-    """
-    log_w, _ = ais_log_weights(
-        key,
-        log_joint,
-        proposal,
-        x,
-        num_steps=num_steps,
-        num_chains=num_chains,
-        schedule=schedule,
-        num_leapfrog_steps=num_leapfrog_steps,
-        step_size=step_size,
-        target_acceptance=target_acceptance,
-        step_size_jitter=step_size_jitter,
-        adapt_step_size=adapt_step_size,
-    )
-    return log_mean_exp(log_w)
-
-
-def bdmc(
-    key: Key,
-    log_joint: LogJoint,
-    proposal: Distribution,
-    x: Datum,
-    z: Latent,
-    *,
-    num_steps: int,
-    num_chains: int = 1,
-    schedule="sigmoid",
-    num_leapfrog_steps: int = 10,
-    step_size: float = 0.05,
-    target_acceptance: float = 0.65,
-    step_size_jitter: float = 0.5,
-) -> BDMCResult:
-    r"""Bidirectional Monte Carlo (Grosse et al., 2015): forward AIS below, reverse AIS above.
-
-    For simulated data, ``(z, x)`` drawn from the joint (``model.sample(key)``), ``z`` is an
-    exact draw from p(z|x). The forward run is :func:`ais_log_weights` (step sizes adapted);
-    the reverse run starts ``num_chains`` chains at ``z`` and anneals from
-    :math:`\beta = 1` down to 0 with the forward run's step sizes in reverse order, fixed, so
-    both use the same transitions:
-
-    .. math:: \text{lower} = \log \tfrac1C \textstyle\sum_c w_c, \qquad
-              \text{upper} = -\log \tfrac1C \textstyle\sum_c w^{\rm rev}_c,
-              \qquad \mathbb E[\text{lower}] \le \log p(x) \le \mathbb E[\text{upper}].
-
-    ``key`` is split once into the forward and the reverse run's keys.
-    """
-    num_steps = check_positive_int(num_steps, "num_steps")
-    num_chains = check_positive_int(num_chains, "num_chains")
-    check_continuous_latent(z, "AIS")
-    forward_key, reverse_key = jax.random.split(key)
-    log_w, forward_info = ais_log_weights(
-        forward_key,
-        log_joint,
-        proposal,
-        x,
-        num_steps=num_steps,
-        num_chains=num_chains,
-        schedule=schedule,
-        num_leapfrog_steps=num_leapfrog_steps,
-        step_size=step_size,
-        target_acceptance=target_acceptance,
-        step_size_jitter=step_size_jitter,
-    )
-    z_start = jnp.broadcast_to(z, (num_chains,) + jnp.shape(z))
-    log_w_rev, reverse_info = _anneal(
-        reverse_key,
-        _terms_fn(log_joint, proposal, x),
-        z_start,
-        annealing_schedule(schedule, num_steps)[::-1],
-        forward_info.step_size[::-1],
-        adapt=False,
-        num_leapfrog_steps=num_leapfrog_steps,
-        target_acceptance=target_acceptance,
-        step_size_jitter=step_size_jitter,
-    )
-    return BDMCResult(
-        log_mean_exp(log_w),
-        -log_mean_exp(log_w_rev),
-        log_w,
-        log_w_rev,
-        forward_info,
-        reverse_info,
-    )
-
-
-@dataclass(frozen=True)
-class AIS:
-    """AIS as a value: ``AIS(num_steps)(key, log_joint, proposal, x)`` calls :func:`ais`.
-
-    Hashable, so the evaluator can compile it as a constant like ``IWAE``; the proposal is
-    the initial distribution (the encoder's q(z|x) for a VAE).
-    """
-
-    num_steps: int = 1000
-    num_chains: int = 1
-    num_leapfrog_steps: int = 10
-    #: ``"sigmoid"``, ``"linear"``, or the T + 1 temperatures as a tuple (hashable).
-    schedule: str | tuple[float, ...] = "sigmoid"
-    step_size: float = 0.05
-    target_acceptance: float = 0.65
-    step_size_jitter: float = 0.5
-
-    def __post_init__(self):
-        check_positive_int(self.num_steps, "num_steps")
-        check_positive_int(self.num_chains, "num_chains")
-        annealing_schedule(self.schedule, self.num_steps)
-        _check_settings(
-            self.num_leapfrog_steps, self.step_size, self.target_acceptance, self.step_size_jitter
-        )
-
-    @property
-    def num_gradient_evaluations(self) -> int:
-        """Evaluations of the gradient of log p(x, z) per datapoint: C ((T - 1) L + 1)."""
-        return self.num_chains * ((self.num_steps - 1) * self.num_leapfrog_steps + 1)
-
-    def __call__(self, key: Key, log_joint: LogJoint, proposal: Distribution, x: Datum) -> Scalar:
-        return ais(
-            key,
-            log_joint,
-            proposal,
-            x,
-            num_steps=self.num_steps,
-            num_chains=self.num_chains,
-            schedule=self.schedule,
-            num_leapfrog_steps=self.num_leapfrog_steps,
-            step_size=self.step_size,
-            target_acceptance=self.target_acceptance,
-            step_size_jitter=self.step_size_jitter,
-        )

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_enough_samples, check_finite, check_positive_int
-from lvm._math import leave_one_out_log_sum_exp, particle_log_mean_exp
+from lvm._math import leave_one_out_log_sum_exp, merge_log_sum_exp, particle_log_mean_exp
 from lvm.estimators.weights import log_weight, log_weights
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
@@ -296,15 +296,17 @@ def sumo(
         n = num_samples + j - 1  # weights so far
         log_w = particle(jax.random.fold_in(particle_key, n))
         # IWAE_{n+1} - IWAE_n = log(1 + w/(sum of the n weights)) - log(1 + 1/n), both small.
-        delta = jax.nn.softplus(log_w - lse) - jnp.log1p(1.0 / n)
+        delta = jax.nn.softplus(log_w - (lse[0] + jnp.log(lse[1]))) - jnp.log1p(1.0 / n)
         total = total + delta / sumo_survival(j).astype(total.dtype)
-        return j + 1, jnp.logaddexp(lse, log_w), total
+        return j + 1, merge_log_sum_exp(lse, log_w[None]), total
 
     def cond(state):
         # Term j - 1 was added; go on to term j if K >= j (K >= 1 always).
         j = state[0]
         return (j == 1) | _continues(level_key, j - 1)
 
-    init = (jnp.ones((), jnp.int32), iwae_m + math.log(num_samples), jnp.zeros_like(iwae_m))
+    # The running log-sum-exp of the weights so far (lvm._math's), from the first m.
+    lse_m = (iwae_m + math.log(num_samples), jnp.ones_like(iwae_m))
+    init = (jnp.ones((), jnp.int32), lse_m, jnp.zeros_like(iwae_m))
     _, _, total = jax.lax.while_loop(cond, body, init)
     return iwae_m + total

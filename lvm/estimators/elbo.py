@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from lvm._checks import check_finite, check_positive_int
 from lvm.distributions import kl_divergence, sample_n
 from lvm.estimators.weights import log_weights
-from lvm.models.joint import Joint, require_joint
+from lvm.joint import Joint, require_joint
 from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 
@@ -69,4 +69,11 @@ def elbo_analytic_kl(
     x = check_finite(x)
     z = sample_n(key, proposal, num_samples)
     expected_log_lik = jnp.mean(jax.vmap(lambda zi: joint.log_likelihood(x, zi))(z))
-    return expected_log_lik - kl_divergence(proposal, joint.prior)
+    try:
+        kl = kl_divergence(proposal, joint.prior)
+    except TypeError as err:
+        raise TypeError(
+            f"elbo_analytic_kl (ELBOAnalyticKL) needs KL(q || p(z)) in closed form: {err}. "
+            "Use lvm.ELBO, which samples the whole log-weight, for this prior or proposal"
+        ) from err
+    return expected_log_lik - kl

@@ -8,14 +8,11 @@ An objective is anything callable as
 
 for ONE datapoint: the estimator signature. The library's are frozen dataclasses,
 validated when built and hashable (so a jitted step can take them as static
-arguments): :class:`ELBO`, :class:`IWAE` and :class:`ELBOAnalyticKL`. A plain function
-(or a ``functools.partial`` of one) with that signature is an objective too.
-
-:func:`model_bound` is where an amortized model meets an objective: it hands the
-objective the model's :class:`lvm.Joint` and its encoder's q(z|x).
-:func:`objective_to_dict` / :func:`objective_from_dict` describe an objective as JSON,
-for configs and checkpoints: a dataclass by its class and fields, a function (or a
-``functools.partial`` of one) by its importable ``module:qualname``.
+arguments): :class:`ELBO`, :class:`IWAE`, :class:`ELBOAnalyticKL` and
+:class:`~lvm.estimators.ais.AIS`, listed by name in :data:`OBJECTIVES`, the one registry
+from which a checkpoint's record of an objective is read back (:mod:`lvm.train.config`).
+A plain function (or a ``functools.partial`` of one) with that signature is an objective
+too. :func:`lvm.model_bound` hands an objective an amortized model's joint and its q(z|x).
 
 :class:`ELBO` and :class:`IWAE` take a ``gradient`` option: the value of the bound is the
 same, only the gradient w.r.t. the proposal's parameters differs
@@ -31,18 +28,16 @@ is built.
 
 The settings of the discrete estimators are fields that keep their defaults for every
 other option, and a field at its default is left out of the repr and of
-:func:`objective_to_dict`: ``ELBO()`` and ``IWAE(5, gradient="dreg")`` read and serialize as
+:func:`objective_fields` (what ``lvm.train`` records): ``ELBO()`` and ``IWAE(5, gradient="dreg")`` read and serialize as
 before those fields existed (so do the checkpoints and run folders named after them).
 """
 
 import dataclasses
-import functools
-import importlib
-import json
 import math
 from dataclasses import dataclass, field
 
 from lvm._checks import GRADIENT_ESTIMATORS, check_gradient_estimator, check_positive_int
+from lvm.estimators.ais import AIS
 from lvm.estimators.discrete import (
     BASELINES,
     elbo_concrete,
@@ -54,7 +49,7 @@ from lvm.estimators.discrete import (
 from lvm.estimators.elbo import elbo, elbo_analytic_kl
 from lvm.estimators.gradients import elbo_stl, iwae_dreg, iwae_stl
 from lvm.estimators.importance import importance_sampling
-from lvm.types import Datum, Distribution, Key, LogJoint, Objective, Scalar
+from lvm.types import Datum, Distribution, Key, LogJoint, Scalar
 
 #: The gradients for discrete latents each objective offers, beside ``GRADIENT_ESTIMATORS``.
 DISCRETE_GRADIENTS = {"ELBO": ("reinforce", "concrete"), "IWAE": ("reinforce", "vimco", "concrete")}
@@ -65,8 +60,17 @@ def _setting(default):
     return field(default=default, metadata={"omit_default": True})
 
 
+def objective_fields(objective) -> dict:
+    """The fields that describe a dataclass objective: all but the discrete estimators' settings at their defaults.
+
+    What its repr shows and what a record of it (``lvm.train``'s JSON form) holds, so that
+    ``ELBO()`` or ``IWAE(5, gradient="dreg")`` read and are recorded as before those settings
+    existed.
+    """
+    return dict(_shown_fields(objective))
+
+
 def _shown_fields(objective):
-    """``(name, value)`` of the fields that describe ``objective``: all but defaulted settings."""
     for f in dataclasses.fields(objective):
         value = getattr(objective, f.name)
         if not (f.metadata.get("omit_default") and value == f.default):
@@ -270,107 +274,7 @@ class ELBOAnalyticKL:
         return elbo_analytic_kl(key, log_joint, proposal, x, num_samples=self.num_samples)
 
 
-#: The library's objectives by name, for :func:`objective_from_dict`.
-OBJECTIVES = {cls.__name__: cls for cls in (ELBO, IWAE, ELBOAnalyticKL)}
-
-
-def model_bound(objective: Objective, key: Key, model, x: Datum) -> Scalar:
-    r"""The bound ``objective`` gives for one datapoint ``x`` with the amortized proposal q(z|x).
-
-    ``model`` needs ``encode(x)`` (the proposal) and ``log_joint`` (an :class:`lvm.Joint`).
-    """
-    return objective(key, model.log_joint, model.encode(x), x)
-
-
-def objective_to_dict(objective: Objective) -> dict:
-    """A JSON-ready description of ``objective``, from which :func:`objective_from_dict` rebuilds it.
-
-    * a dataclass: its class and fields, ``{"type": "IWAE", "num_samples": 5, "chunk_size":
-      None}`` (the library's by their name, any other as ``"module:QualName"``);
-    * a function, by its qualified name, ``{"function": "mypkg.bounds:renyi_bound"}``;
-    * a :func:`functools.partial` of one, with its arguments:
-      ``{"function": ..., "args": [...], "keywords": {"alpha": 0.5}}``.
-
-    A lambda, a function defined inside another, or anything else that cannot be imported
-    again by its name raises ``TypeError``, as do arguments that are not JSON values. (A
-    function of a script run as ``python script.py`` is ``__main__:name``: only that script
-    can read it back.)
-    """
-    if dataclasses.is_dataclass(objective) and not isinstance(objective, type):
-        cls = type(objective)
-        name = cls.__name__ if OBJECTIVES.get(cls.__name__) is cls else _import_name(cls)
-        # The discrete estimators' settings at their defaults are left out (see the module).
-        return _json_ready({"type": name, **dict(_shown_fields(objective))}, objective)
-    if isinstance(objective, functools.partial):
-        spec = {"function": _import_name(objective.func)}
-        if objective.args:
-            spec["args"] = list(objective.args)
-        if objective.keywords:
-            spec["keywords"] = dict(objective.keywords)
-        return _json_ready(spec, objective)
-    if callable(objective) and not isinstance(objective, type):
-        return {"function": _import_name(objective)}
-    raise TypeError(f"cannot describe objective {objective!r} as JSON: it is not callable")
-
-
-def objective_from_dict(spec: dict) -> Objective:
-    """Inverse of :func:`objective_to_dict` (imports a user's module where the spec names one)."""
-    spec = dict(spec)
-    if "function" in spec:
-        function = _resolve(spec.pop("function"))
-        args, keywords = spec.pop("args", []), spec.pop("keywords", {})
-        if spec:
-            raise ValueError(f"unknown keys {sorted(spec)} in objective spec")
-        return functools.partial(function, *args, **keywords) if args or keywords else function
-    name = spec.pop("type")
-    if ":" in name:
-        return _resolve(name)(**spec)
-    if name not in OBJECTIVES:
-        raise ValueError(
-            f"unknown objective type {name!r}; known: {sorted(OBJECTIVES)}, or 'module:QualName'"
-        )
-    return OBJECTIVES[name](**spec)
-
-
-def _import_name(obj) -> str:
-    """``"module:qualname"`` of a module-level function or class, checked to import back to ``obj``."""
-    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
-    if module is None or qualname is None:
-        raise TypeError(f"cannot describe objective {obj!r} as JSON: it has no qualified name")
-    name = f"{module}:{qualname}"
-    if "<lambda>" in qualname or "<locals>" in qualname:
-        raise TypeError(
-            f"cannot describe objective {name} as JSON: a lambda or a function defined inside "
-            "another cannot be imported again when a run is resumed or a checkpoint loaded; "
-            "define it at the top level of a module"
-        )
-    try:
-        found = _resolve(name)
-    except (ImportError, AttributeError) as err:
-        raise TypeError(f"cannot describe objective {name} as JSON: {err}") from err
-    if found is not obj:
-        raise TypeError(
-            f"cannot describe objective {name} as JSON: that name imports another object"
-        )
-    return name
-
-
-def _resolve(name: str):
-    """The object named ``"module:qualname"``."""
-    module, sep, qualname = name.partition(":")
-    if not sep or not module or not qualname:
-        raise ValueError(f"expected 'module:qualname', got {name!r}")
-    obj = importlib.import_module(module)
-    for part in qualname.split("."):
-        obj = getattr(obj, part)
-    return obj
-
-
-def _json_ready(spec: dict, objective) -> dict:
-    try:
-        json.dumps(spec, allow_nan=False)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"cannot describe objective {objective!r} as JSON: its arguments are not JSON values ({err})"
-        ) from err
-    return spec
+#: The library's objectives by name: the only classes a checkpoint's record of an objective
+#: can construct (:func:`lvm.train.config.objective_from_dict`). A new objective class of the
+#: library is added here; its fields must be JSON values.
+OBJECTIVES = {cls.__name__: cls for cls in (ELBO, IWAE, ELBOAnalyticKL, AIS)}

@@ -36,7 +36,6 @@ rows), every sum over the data runs on each device's own rows inside
 the result does not depend on how a collective orders its additions.
 """
 
-import math
 from typing import NamedTuple
 
 import jax
@@ -46,13 +45,12 @@ from jax.sharding import Mesh
 from jax.sharding import PartitionSpec as P
 from jaxtyping import Array, Float
 
-from lvm._checks import check_row_split, on_several_devices
+from lvm._math import LOG_2PI as _LOG_2PI
 from lvm.fit import _compensated as cp
 from lvm.fit import _standardize as stdz
+from lvm.fit._data import check_row_split, on_several_devices
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 # Most rows per chunk of a pass: (chunk x F) features and (chunk x K) responsibilities stay
 # in cache between the two products.

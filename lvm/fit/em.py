@@ -39,19 +39,13 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Bool, Float, Int
 
-from lvm._checks import (
-    check_choice,
-    check_finite_result,
-    check_mixture_data,
-    check_non_negative,
-    check_not_nan,
-    check_positive_int,
-    host_value,
-)
+from lvm._checks import check_choice, check_non_negative, check_not_nan, check_positive_int
 from lvm.fit import _expfam as ef
 from lvm.fit import _standardize as stdz
+from lvm.fit._data import check_finite_result, check_mixture_data
 from lvm.fit.initialization import initial
 from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
+from lvm.sharding import host_value
 from lvm.types import Key, Scalar
 
 

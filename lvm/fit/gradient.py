@@ -26,8 +26,9 @@ import jax.numpy as jnp
 import optax
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from lvm._checks import check_mixture_data, check_positive_int
+from lvm._checks import check_positive_int
 from lvm.fit import _standardize as stdz
+from lvm.fit._data import check_mixture_data
 from lvm.fit.selection import mean_log_likelihood
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar

@@ -11,15 +11,10 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import ArrayLike, Float
 
-from lvm._checks import (
-    check_choice,
-    check_finite_result,
-    check_mixture_data,
-    check_non_negative,
-    check_positive_int,
-)
+from lvm._checks import check_choice, check_non_negative, check_positive_int
 from lvm.fit import _expfam as ef
 from lvm.fit import _standardize as stdz
+from lvm.fit._data import check_finite_result, check_mixture_data
 from lvm.fit.kmeans import kmeans, kmeans_plusplus, squared_distances
 from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
 from lvm.types import Key

@@ -18,7 +18,8 @@ import jax
 import jax.numpy as jnp
 from jaxtyping import Array, ArrayLike, Float, Int
 
-from lvm._checks import check_data, check_sample_weight
+from lvm._checks import check_data
+from lvm.fit._data import check_sample_weight
 from lvm.models.gmm import GaussianMixture
 from lvm.types import Scalar
 

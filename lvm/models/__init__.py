@@ -1,8 +1,7 @@
 """Models: log_joint(x, z), sample(key), and where tractable log_marginal and posterior."""
 
 from lvm.models.gmm import GaussianMixture
-from lvm.models.joint import Joint
 from lvm.models.linear_gaussian import LinearGaussian
 from lvm.models.vae import VAE, VAEConfig
 
-__all__ = ["VAE", "GaussianMixture", "Joint", "LinearGaussian", "VAEConfig"]
+__all__ = ["VAE", "GaussianMixture", "LinearGaussian", "VAEConfig"]

@@ -24,19 +24,17 @@ negative (and takes |scale| for diag and spherical); every later formula may the
 :math:`\log L_{jj}` and :math:`\log` scale directly.
 """
 
-import math
-
 import equinox as eqx
 import jax
 import jax.numpy as jnp
 from jaxtyping import Array, Float, Int
 
 from lvm._checks import check_finite, check_shape
-from lvm.distributions import Categorical
-from lvm.models.joint import Joint
+from lvm._math import gaussian_log_density
+from lvm.distributions import Categorical, Mixture, MultivariateNormal
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
-_LOG_2PI = math.log(2.0 * math.pi)
 COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
@@ -110,7 +108,7 @@ class GaussianMixture(eqx.Module):
         else:
             u = diff / self.scale[:, None]
             log_det = self.data_dim * jnp.log(self.scale)
-        return -0.5 * jnp.sum(u**2, -1) - log_det - 0.5 * self.data_dim * _LOG_2PI
+        return gaussian_log_density(jnp.sum(u**2, -1), log_det, self.data_dim)
 
     def log_likelihood(self, x: Float[Array, " D"], z: Int[Array, ""]) -> Scalar:
         """log p(x | z) = log N(x; mu_z, Sigma_z)."""
@@ -125,6 +123,13 @@ class GaussianMixture(eqx.Module):
         """Exact log p(x): log-sum-exp over components."""
         x = check_finite(x)
         return jax.nn.logsumexp(self.log_mixture_weights + self.component_log_prob(x))
+
+    def marginal(self) -> Mixture:
+        r"""p(x) as a :class:`lvm.distributions.Mixture` of :class:`~lvm.MultivariateNormal`
+        components (any covariance type, through the Cholesky factors): ``log_prob`` is
+        :meth:`log_marginal`, ``sample`` draws x (the component index discarded)."""
+        components = jax.vmap(MultivariateNormal)(self.means, self.scale_tril)
+        return Mixture(self.log_mixture_weights, components)
 
     def log_responsibilities(self, x: Float[Array, " D"]) -> Float[Array, " K"]:
         """log p(z = k | x) for every k."""

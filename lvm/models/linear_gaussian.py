@@ -20,11 +20,10 @@ import jax.numpy as jnp
 from jaxtyping import Array, Float
 
 from lvm._checks import check_finite, check_shape
+from lvm._math import gaussian_log_density
 from lvm.distributions import DiagonalNormal, MultivariateNormal
-from lvm.models.joint import Joint
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
-
-_LOG_2PI = math.log(2.0 * math.pi)
 
 
 class LinearGaussian(eqx.Module):
@@ -68,7 +67,7 @@ class LinearGaussian(eqx.Module):
         self._check(x, z)
         # z @ W^T keeps the sample axis leading under vmap (W @ z makes XLA transpose a D x k result).
         r = (x - z @ self.weight.T - self.bias) / self.noise_std
-        return -0.5 * jnp.sum(r**2) - x.size * (jnp.log(self.noise_std) + 0.5 * _LOG_2PI)
+        return gaussian_log_density(jnp.sum(r**2), x.size * jnp.log(self.noise_std), x.size)
 
     @property
     def log_joint(self) -> Joint:
@@ -91,7 +90,7 @@ class LinearGaussian(eqx.Module):
         var = self.noise_std**2
         quad = jnp.sum(r**2) / var - jnp.sum(u**2) / var**2
         log_det = self.data_dim * jnp.log(var) + 2.0 * jnp.sum(jnp.log(jnp.diag(chol_m)))
-        return -0.5 * (quad + log_det + self.data_dim * _LOG_2PI)
+        return gaussian_log_density(quad, 0.5 * log_det, self.data_dim)
 
     def posterior(self, x: Float[Array, " D"]) -> MultivariateNormal:
         """Exact p(z | x) as a :class:`MultivariateNormal` (usable as a perfect proposal)."""

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 import equinox as eqx
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float
 
 from lvm._checks import check_shape
-from lvm.distributions import DiagonalNormal
-from lvm.models.joint import Joint
+from lvm.distributions import DiagonalNormal, Mixture
+from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
 _ACTIVATIONS = {"tanh": jnp.tanh, "relu": jax.nn.relu, "softplus": jax.nn.softplus}
@@ -43,8 +44,23 @@ def _softplus(x: Float[Array, "..."]) -> Float[Array, "..."]:
 class VAEConfig:
     """Architecture of a :class:`VAE`; hashable, so it is a static field of the model.
 
-    ``scale`` maps the encoder's raw output to :math:`\\sigma_\\phi(x) > 0`: ``"softplus"``
-    (default, gentle for large inputs) or ``"exp"`` (the IWAE paper's log-sigma output).
+    * ``likelihood``: ``"bernoulli"`` (default; pixels in [0, 1], the decoder gives logits)
+      or ``"gaussian"``, :math:`p(x \\mid z) = \\mathcal N(\\mu_\theta(z),
+      \\mathrm{diag}\\,\\sigma_\theta(z)^2)` with the mean and the standard deviation from the
+      decoder, :math:`\\sigma_\theta = \\sigma_{\\min} + \\mathrm{softplus}(\\cdot)`. The floor
+      ``min_scale`` (:math:`\\sigma_{\\min}`, in the data's units) caps each dimension's density
+      at :math:`1/(\\sqrt{2\\pi}\\sigma_{\\min})`: without it the likelihood is unbounded, a
+      decoder can shrink :math:`\\sigma` onto single training points and the bound diverges
+      (the known failure of Gaussian decoders; the README gives the measurement).
+    * ``prior``: ``"standard"`` (default, N(0, I)) or ``"mixture"``, a learned mixture of
+      ``num_prior_components`` diagonal Gaussians (logits, means and log-scales trained with
+      the rest): the lecture's Gaussian mixture as the VAE's prior.
+    * ``architecture``: ``"mlp"`` (default, ``hidden_sizes`` each way) or ``"conv"``, a
+      convolutional encoder and decoder for 28 x 28 images (``data_dim`` 784, the image stored
+      flat): two stride-2 3 x 3 convolutions (32, 64 channels) to 7 x 7 and ``hidden_sizes[0]``
+      units, mirrored by transposed convolutions.
+    * ``scale`` maps the encoder's raw output to :math:`\\sigma_\\phi(x) > 0`: ``"softplus"``
+      (default, gentle for large inputs) or ``"exp"`` (the IWAE paper's log-sigma output).
     """
 
     data_dim: int = 784
@@ -52,17 +68,44 @@ class VAEConfig:
     hidden_sizes: tuple[int, ...] = (200, 200)
     activation: str = "tanh"
     scale: str = "softplus"
+    likelihood: str = "bernoulli"
+    min_scale: float = 1e-2
+    prior: str = "standard"
+    num_prior_components: int = 10
+    architecture: str = "mlp"
 
     def __post_init__(self):
+        sizes = (self.data_dim, self.latent_dim, self.num_prior_components, *self.hidden_sizes)
+        if any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in sizes):
+            raise TypeError(f"layer sizes and num_prior_components must be ints, got {self}")
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
-        if self.data_dim < 1 or self.latent_dim < 1 or any(h < 1 for h in self.hidden_sizes):
-            raise ValueError(f"all layer sizes must be >= 1, got {self}")
-        if self.activation not in _ACTIVATIONS:
+        if min(sizes) < 1 or not self.hidden_sizes:
             raise ValueError(
-                f"activation must be one of {sorted(_ACTIVATIONS)}, got {self.activation!r}"
+                f"all layer sizes must be >= 1 (and at least one hidden layer), got {self}"
             )
-        if self.scale not in _SCALES:
-            raise ValueError(f"scale must be one of {_SCALES}, got {self.scale!r}")
+        choices = {
+            "activation": tuple(sorted(_ACTIVATIONS)),
+            "scale": _SCALES,
+            "likelihood": ("bernoulli", "gaussian"),
+            "prior": ("standard", "mixture"),
+            "architecture": ("mlp", "conv"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if isinstance(self.min_scale, bool) or not isinstance(self.min_scale, int | float):
+            raise TypeError(f"min_scale must be a number, got {self.min_scale!r}")
+        if not 0 < self.min_scale < float("inf"):
+            raise ValueError(f"min_scale must be > 0 and finite, got {self.min_scale}")
+        if self.architecture == "conv" and self.data_dim != 28 * 28:
+            raise ValueError(
+                f"architecture='conv' is for 28 x 28 images: data_dim must be 784, got {self.data_dim}"
+            )
+
+    @property
+    def decoder_outputs(self) -> int:
+        """Numbers the decoder gives per datapoint: logits, or a mean and a raw scale."""
+        return self.data_dim * (2 if self.likelihood == "gaussian" else 1)
 
 
 class _MLP(eqx.Module):
@@ -90,25 +133,107 @@ class _MLP(eqx.Module):
         return h @ last.weight.T + last.bias
 
 
+class _ConvEncoder(eqx.Module):
+    """28 x 28 image (stored flat) -> two stride-2 convolutions -> a hidden layer -> outputs."""
+
+    convs: tuple[eqx.nn.Conv2d, eqx.nn.Conv2d]
+    head: _MLP
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, hidden: int, num_outputs: int, activation: str, *, key: Key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.convs = (
+            eqx.nn.Conv2d(1, 32, 3, stride=2, padding=1, key=k1),
+            eqx.nn.Conv2d(32, 64, 3, stride=2, padding=1, key=k2),
+        )
+        self.head = _MLP((64 * 7 * 7, hidden, num_outputs), activation, key=k3)
+        self.activation = activation
+
+    def __call__(self, x: Float[Array, " 784"]) -> Float[Array, " n_out"]:
+        act = _ACTIVATIONS[self.activation]
+        h = x.reshape(1, 28, 28)
+        for conv in self.convs:
+            h = act(conv(h))
+        return self.head(act(h.reshape(-1)))
+
+
+class _ConvDecoder(eqx.Module):
+    """z -> a hidden layer -> 64 x 7 x 7 -> two stride-2 transposed convolutions -> 28 x 28 maps."""
+
+    head: _MLP
+    deconvs: tuple[eqx.nn.ConvTranspose2d, eqx.nn.ConvTranspose2d]
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, latent_dim: int, hidden: int, channels: int, activation: str, *, key: Key):
+        k1, k2, k3 = jax.random.split(key, 3)
+        self.head = _MLP((latent_dim, hidden, 64 * 7 * 7), activation, key=k1)
+        up = dict(kernel_size=3, stride=2, padding=1, output_padding=1)
+        self.deconvs = (
+            eqx.nn.ConvTranspose2d(64, 32, **up, key=k2),
+            eqx.nn.ConvTranspose2d(32, channels, **up, key=k3),
+        )
+        self.activation = activation
+
+    def __call__(self, z: Float[Array, " d"]) -> Float[Array, " n_out"]:
+        act = _ACTIVATIONS[self.activation]
+        h = act(self.head(z)).reshape(64, 7, 7)
+        h = act(self.deconvs[0](h))
+        return self.deconvs[1](h).reshape(-1)  # channel-major: all of channel 0, then 1
+
+
+class MixturePrior(eqx.Module):
+    r"""A learned mixture of diagonal Gaussians over z, :math:`\sum_k \pi_k\,\mathcal N(m_k, \mathrm{diag}\,s_k^2)`."""
+
+    logits: Float[Array, " K"]
+    loc: Float[Array, "K d"]
+    log_scale: Float[Array, "K d"]
+
+    def __init__(self, num_components: int, latent_dim: int, *, key: Key):
+        # Spread the means like draws from N(0, I), so that the components start apart and
+        # the mixture starts close to the standard prior's overall scale.
+        self.logits = jnp.zeros(num_components)
+        self.loc = jax.random.normal(key, (num_components, latent_dim))
+        self.log_scale = jnp.zeros((num_components, latent_dim))
+
+    def distribution(self) -> Mixture:
+        return Mixture(self.logits, jax.vmap(DiagonalNormal)(self.loc, jnp.exp(self.log_scale)))
+
+
 class VAE(eqx.Module):
-    """Encoder q(z|x) (diagonal Gaussian), decoder p(x|z) (Bernoulli logits), prior N(0, I).
+    """Encoder q(z|x) (diagonal Gaussian), decoder p(x|z) (Bernoulli or Gaussian), prior p(z)
+    (N(0, I) or a learned mixture); see :class:`VAEConfig` for the options.
 
     Every method acts on one datapoint ``x`` of shape ``(data_dim,)`` and one latent ``z`` of
     shape ``(latent_dim,)``; batch with :func:`jax.vmap` outside.
     """
 
-    encoder: _MLP
-    decoder: _MLP
+    encoder: _MLP | _ConvEncoder
+    decoder: _MLP | _ConvDecoder
+    prior_params: MixturePrior | None
     config: VAEConfig = eqx.field(static=True)
 
     def __init__(self, config: VAEConfig = VAEConfig(), *, key: Key):
         enc_key, dec_key = jax.random.split(key)
         c = config
-        self.encoder = _MLP(
-            (c.data_dim, *c.hidden_sizes, 2 * c.latent_dim), c.activation, key=enc_key
-        )
-        self.decoder = _MLP(
-            (c.latent_dim, *c.hidden_sizes[::-1], c.data_dim), c.activation, key=dec_key
+        if c.architecture == "conv":
+            channels = 2 if c.likelihood == "gaussian" else 1
+            self.encoder = _ConvEncoder(
+                c.hidden_sizes[0], 2 * c.latent_dim, c.activation, key=enc_key
+            )
+            self.decoder = _ConvDecoder(
+                c.latent_dim, c.hidden_sizes[0], channels, c.activation, key=dec_key
+            )
+        else:
+            self.encoder = _MLP(
+                (c.data_dim, *c.hidden_sizes, 2 * c.latent_dim), c.activation, key=enc_key
+            )
+            self.decoder = _MLP(
+                (c.latent_dim, *c.hidden_sizes[::-1], c.decoder_outputs), c.activation, key=dec_key
+            )
+        self.prior_params = (
+            MixturePrior(c.num_prior_components, c.latent_dim, key=jax.random.fold_in(key, 2))
+            if c.prior == "mixture"
+            else None
         )
         self.config = config
 
@@ -119,24 +244,58 @@ class VAE(eqx.Module):
         scale = jnp.exp(raw_scale) if self.config.scale == "exp" else jax.nn.softplus(raw_scale)
         return DiagonalNormal(loc, scale)
 
-    def decode(self, z: Float[Array, " latent_dim"]) -> Float[Array, " data_dim"]:
-        """Bernoulli logits of p(x|z); pixel probabilities are ``jax.nn.sigmoid`` of them."""
+    def validate_data(self, x: np.ndarray, name: str = "x") -> np.ndarray:
+        """A data set this model can score: shape (N, data_dim); for Bernoulli pixels, values in [0, 1]."""
+        if x.ndim != 2 or x.shape[1] != self.config.data_dim:
+            raise ValueError(
+                f"{name} must have shape (N, {self.config.data_dim}) for this VAE, got {x.shape}"
+            )
+        if self.config.likelihood == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
+            raise ValueError(
+                f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a "
+                "Bernoulli likelihood needs pixel intensities in [0, 1]; binarize or rescale "
+                "the data, or use VAEConfig(likelihood='gaussian') for real-valued data"
+            )
+        return x
+
+    def decode(self, z: Float[Array, " latent_dim"]) -> Float[Array, " outputs"]:
+        """The decoder's raw output: Bernoulli logits (``data_dim``), or for a Gaussian
+        likelihood the mean then the pre-softplus scale (``2 data_dim``)."""
         check_shape(z, (self.config.latent_dim,), "z")
         return self.decoder(z)
 
-    def prior(self) -> DiagonalNormal:
-        """p(z) = N(0, I)."""
+    def observation(self, z: Float[Array, " latent_dim"]) -> DiagonalNormal | None:
+        r""":math:`p(x \mid z)` as a :class:`DiagonalNormal` for a Gaussian likelihood (None for Bernoulli)."""
+        if self.config.likelihood != "gaussian":
+            return None
+        loc, raw = jnp.split(self.decode(z), 2)
+        return DiagonalNormal(loc, self.config.min_scale + _softplus(raw))
+
+    def mean(self, z: Float[Array, " latent_dim"]) -> Float[Array, " data_dim"]:
+        r""":math:`\mathbb E[x \mid z]`: pixel probabilities :math:`\sigma(f_\theta(z))`, or the Gaussian mean."""
+        if self.config.likelihood == "gaussian":
+            return self.observation(z).loc
+        return jax.nn.sigmoid(self.decode(z))
+
+    def prior(self) -> DiagonalNormal | Mixture:
+        """p(z): N(0, I), or the learned mixture."""
+        if self.prior_params is not None:
+            return self.prior_params.distribution()
         dim = self.config.latent_dim
         return DiagonalNormal(jnp.zeros(dim), jnp.ones(dim))
 
     def log_likelihood(
         self, x: Float[Array, " data_dim"], z: Float[Array, " latent_dim"]
     ) -> Scalar:
-        r""":math:`\log p(x \mid z) = \sum_j x_j \ell_j - \log(1 + e^{\ell_j})`, :math:`\ell = f_\theta(z)`.
+        r""":math:`\log p(x \mid z)`.
 
-        Valid for any x in [0, 1] (then it is the negative binary cross-entropy).
+        Bernoulli: :math:`\sum_j x_j \ell_j - \log(1 + e^{\ell_j})`, :math:`\ell = f_\theta(z)`,
+        valid for any x in [0, 1] (then it is the negative binary cross-entropy). Gaussian:
+        :math:`\sum_j \log \mathcal N(x_j; \mu_j, \sigma_j^2)`.
         """
         check_shape(x, (self.config.data_dim,), "x")
+        if self.config.likelihood == "gaussian":
+            return self.observation(z).log_prob(x)
         logits = self.decode(z)
         return jnp.sum(x * logits - _softplus(logits))
 
@@ -146,8 +305,10 @@ class VAE(eqx.Module):
         return Joint(self.prior(), self.log_likelihood)
 
     def sample(self, key: Key) -> tuple[Float[Array, " latent_dim"], Float[Array, " data_dim"]]:
-        """Ancestral sample: z ~ p(z), then x ~ p(x|z) (float {0, 1} pixels)."""
+        """Ancestral sample: z ~ p(z), then x ~ p(x|z) (float {0, 1} pixels for Bernoulli)."""
         z_key, x_key = jax.random.split(key)
         z = self.prior().sample(z_key)
+        if self.config.likelihood == "gaussian":
+            return z, self.observation(z).sample(x_key)
         x = jax.random.bernoulli(x_key, jax.nn.sigmoid(self.decode(z)))
         return z, x.astype(z.dtype)

@@ -23,8 +23,8 @@ from jaxtyping import Array, Float
 
 from lvm.distributions import Categorical, WithBaseline
 from lvm.fit.gradient import Unconstrained, constrain, unconstrain
+from lvm.joint import Joint
 from lvm.models.gmm import GaussianMixture
-from lvm.models.joint import Joint
 
 
 def quadratic_features(x: Float[Array, " D"]) -> Float[Array, " F"]:
@@ -121,7 +121,7 @@ class AmortizedMixture(eqx.Module):
         return self.encoder(x)
 
 
-def mixture_testbed() -> tuple[AmortizedMixture, Float[Array, "3 2"]]:
+def amortized_mixture_testbed() -> tuple[AmortizedMixture, Float[Array, "3 2"]]:
     r"""``(model, xs)``: the fixed K = 3, D = 2 testbed of the discrete gradient estimators, and 3 datapoints.
 
     The mixture has full covariances; the encoder is the exact one with its weights halved

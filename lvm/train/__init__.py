@@ -1,13 +1,21 @@
-"""Training a VAE: the optax step, one scanned epoch, checkpoints, the resumable loop (:func:`train_vae`)."""
+"""Training any amortized model: the optax step, one scanned epoch, checkpoints, the resumable
+loop (:func:`train`; :func:`train_vae` for the library's MNIST VAE), loading (:func:`load_model`)."""
 
-from lvm.train.checkpoint import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
+from lvm.train.checkpoint import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    read_metadata,
+    save_checkpoint,
+)
+from lvm.train.config import TrainConfig, objective_from_dict, objective_to_dict
 from lvm.train.loop import (
     NonFiniteError,
     RunKeys,
-    TrainConfig,
+    RunLockedError,
     TrainResult,
-    load_model,
     run_keys,
+    train,
     train_vae,
 )
 from lvm.train.optim import IWAE_EPOCHS, iwae_schedule, make_optimizer
@@ -18,6 +26,7 @@ __all__ = [
     "CheckpointError",
     "NonFiniteError",
     "RunKeys",
+    "RunLockedError",
     "StepInfo",
     "TrainConfig",
     "TrainResult",
@@ -29,8 +38,11 @@ __all__ = [
     "make_optimizer",
     "make_train_epoch",
     "make_train_step",
+    "objective_from_dict",
+    "objective_to_dict",
     "read_metadata",
     "run_keys",
     "save_checkpoint",
+    "train",
     "train_vae",
 ]

@@ -8,24 +8,28 @@ Writes ``<out-dir>/checkpoint.eqx``, ``metrics.jsonl``, ``config.json`` and, unl
 ELBO, active units), evaluated with the run's own ``test`` key (:func:`lvm.train.run_keys`).
 ``--schedule iwae --epochs 3280`` is the IWAE paper's full budget. ``--objective`` is one
 of the library's (``elbo``, ``iwae``, ``elbo-kl``, with ``--num-samples``) or any importable
-function with the estimator signature, ``--objective mypkg.mymodule:my_bound``.
+function with the estimator signature, ``--objective mypkg.mymodule:my_bound``: the command
+line imports the name you type; a checkpoint only records it, and ``--resume`` refuses a
+checkpoint whose record differs from the objective given now.
 
 Training that meets a NaN or Inf loss or gradient stops with a message naming the epoch
 and the step, and exits with status 1 (``--nonfinite skip`` skips such updates instead);
-so does a checkpoint that cannot be resumed.
+so does a checkpoint that cannot be resumed, and an ``--out-dir`` that another live run is
+training into.
 """
 
 import argparse
+import importlib
 import json
 from pathlib import Path
 
 from lvm.data.mnist import load_binarized_mnist
-from lvm.estimators import ELBO, IWAE, ELBOAnalyticKL
-from lvm.estimators.objectives import objective_from_dict
+from lvm.estimators import AIS, ELBO, IWAE, ELBOAnalyticKL
 from lvm.evaluate import evaluate
 from lvm.models.vae import VAEConfig
 from lvm.train.checkpoint import CheckpointError
-from lvm.train.loop import NonFiniteError, TrainConfig, run_keys, train_vae
+from lvm.train.config import TrainConfig
+from lvm.train.loop import NonFiniteError, RunLockedError, run_keys, train_vae
 
 OBJECTIVES = {"elbo": ELBO, "iwae": IWAE, "elbo-kl": ELBOAnalyticKL}
 
@@ -80,16 +84,24 @@ def _objective(name: str, num_samples: int | None):
         )
     if num_samples is not None:
         raise SystemExit("--num-samples applies to the library's objectives only")
+    # The user typed this name on the command line: importing it is what they asked for.
+    # (A checkpoint's record of it is never imported.)
+    module, _, qualname = name.partition(":")
     try:
-        return objective_from_dict({"function": name})
+        obj = importlib.import_module(module)
+        for part in qualname.split("."):
+            obj = getattr(obj, part)
     except (ImportError, AttributeError, ValueError) as err:
         raise SystemExit(f"--objective {name}: cannot import it ({err})") from err
+    if not callable(obj):
+        raise SystemExit(f"--objective {name}: not callable")
+    return obj
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    model_config = VAEConfig(latent_dim=args.latent_dim, hidden_sizes=tuple(args.hidden_sizes))
     config = TrainConfig(
-        model=VAEConfig(latent_dim=args.latent_dim, hidden_sizes=tuple(args.hidden_sizes)),
         objective=_objective(args.objective, args.num_samples),
         num_epochs=args.epochs,
         batch_size=args.batch_size,
@@ -104,22 +116,21 @@ def main(argv=None) -> dict:
         result = train_vae(
             config,
             data.train,
+            model_config=model_config,
             validation_x=data.validation,
             out_dir=args.out_dir,
             resume=args.resume,
         )
-    except (NonFiniteError, CheckpointError) as err:
+    except (NonFiniteError, CheckpointError, RunLockedError) as err:
         raise SystemExit(f"python -m lvm.train: {type(err).__name__}: {err}") from err
     summary = {"config": config.to_dict(), "final": result.history[-1] if result.history else None}
     if args.eval_num_samples:
-        test = evaluate(
-            run_keys(args.seed).test,
-            result.model,
-            data.test,
-            method=args.eval_method,
-            num_samples=args.eval_num_samples,
-            num_steps=args.ais_steps,
+        estimator = (
+            IWAE(args.eval_num_samples, chunk_size=100)
+            if args.eval_method == "is"
+            else AIS(args.ais_steps)
         )
+        test = evaluate(run_keys(args.seed).test, result.model, data.test, estimator)
         summary["test"] = test._asdict()
         (args.out_dir / "eval.json").write_text(json.dumps(summary["test"], indent=2))
     print(json.dumps(summary))

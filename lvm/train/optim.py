@@ -34,12 +34,27 @@ def make_optimizer(
     b1: float = 0.9,
     b2: float = 0.999,
     eps: float = 1e-4,
+    max_consecutive_skips: int | None = None,
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """Adam with a ``"constant"`` or ``"iwae"`` learning rate; returns the optimizer and its schedule."""
+    """Adam with a ``"constant"`` or ``"iwae"`` learning rate; returns the optimizer and its schedule.
+
+    With ``max_consecutive_skips`` (the ``nonfinite="skip"`` policy), updates whose gradient
+    holds NaN or Inf are dropped by :func:`optax.apply_if_finite` around Adam's moment
+    estimates only, and the learning rate is applied outside it:
+    ``chain(apply_if_finite(scale_by_adam), scale_by_learning_rate(schedule))``. So Adam's
+    moments and bias correction count the applied updates, while the schedule counts every
+    step (the global step), and the ``"iwae"`` stages end at the same epochs whatever was
+    skipped.
+    """
     if schedule == "constant":
         lr = optax.constant_schedule(learning_rate)
     elif schedule == "iwae":
         lr = iwae_schedule(learning_rate, steps_per_epoch)
     else:
         raise ValueError(f"schedule must be 'constant' or 'iwae', got {schedule!r}")
-    return optax.adam(lr, b1=b1, b2=b2, eps=eps), lr
+    if max_consecutive_skips is None:
+        return optax.adam(lr, b1=b1, b2=b2, eps=eps), lr
+    guarded = optax.apply_if_finite(
+        optax.scale_by_adam(b1=b1, b2=b2, eps=eps), max_consecutive_skips
+    )
+    return optax.chain(guarded, optax.scale_by_learning_rate(lr)), lr

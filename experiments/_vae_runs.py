@@ -1,0 +1,288 @@
+r"""The VAE runs shared by the ``vae_*`` figures and the MNIST estimator figures (not run by
+``just figures``): the :class:`Budget` and its flags, the models, the training cache.
+
+Runs are shared. The models that several figures use (VAE k=1, 5, 50 and IWAE k=5, 50)
+are trained once and kept under ``--runs-dir`` (default ``runs/vae``, git-ignored), one
+folder per run named after the model and a fingerprint of every setting except the
+number of epochs. A script that finds a run's checkpoint loads it (or trains it further
+when more epochs are asked for, through ``lvm.train.train_vae(resume=True)``); a script
+that does not, trains it. So each script works alone on a fresh clone, and
+``just figures`` trains each model once.
+
+Budgets (one frozen :class:`Budget`, chosen by flags):
+
+* default: 5 epochs for every 784-200-200-50 model, Adam at a constant 1e-3, the full
+  50,000 training and 10,000 validation images; test log p(x) with k = 5,000 on the first
+  1,000 test images; the 2-D latent model 20 epochs. This is what fits in well under
+  45 minutes on a 2-core CPU (the two k = 50 models dominate: about 1 min per epoch each).
+* ``--paper-budget``: Burda et al. (2016): 3,280 epochs with their schedule (learning rate
+  1e-3 * 10^(-i/7) for 3^i epochs, i = 0..7), the full 10,000-image test set. For a GPU.
+* ``--quick``: a tiny model on 500 images for one epoch, k = 64 for log p(x): seconds.
+"""
+
+import argparse
+import dataclasses
+import functools
+import hashlib
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import NamedTuple
+
+import _script
+import jax
+import numpy as np
+
+from lvm import ELBO, IWAE
+from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist
+from lvm.models.vae import VAEConfig
+from lvm.train import TrainConfig, run_keys, train_vae
+
+
+def parse_args(argv, description: str) -> argparse.Namespace:
+    """Parse the flags of every script (``_script.parser``) and the budget flags.
+
+    The namespace also holds ``budget``, the :class:`Budget` the flags select, and
+    ``runs_dir``.
+    """
+    parser = _script.parser(description)
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=None,
+        help="where trained runs are kept and shared between scripts "
+        "(default runs/vae; with --quick, runs/vae-quick)",
+    )
+    parser.add_argument(
+        "--paper-budget",
+        action="store_true",
+        help="Burda et al.'s budget: 3,280 epochs, their learning-rate schedule, full test set",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="epochs of the 50-D models")
+    parser.add_argument(
+        "--num-test", type=int, default=None, help="test images for log p(x) (0 = all 10,000)"
+    )
+    args = parser.parse_args(argv)
+    if args.quick and args.paper_budget:
+        parser.error("--quick and --paper-budget exclude each other")
+    budget = Budget()
+    if args.paper_budget:
+        budget = budget.paper()
+    if args.quick:
+        budget = budget.quick()
+    if args.epochs is not None:
+        budget = replace(budget, num_epochs=args.epochs)
+    if args.num_test is not None:
+        budget = replace(budget, num_test=args.num_test or None)
+    if args.runs_dir is None:
+        args.runs_dir = Path("runs/vae-quick" if args.quick else "runs/vae")
+    args.budget = budget
+    return args
+
+
+#: The models shared by the learning-curve, sample and log-likelihood figures.
+#: "VAE k" = the ELBO averaged over k samples; "IWAE k" = the bound L_k (Burda et al., 2016);
+#: "IWAE k, DReG" = the same bound trained with the doubly reparameterized gradient
+#: (Tucker et al., 2019): same objective, lower-variance encoder gradient.
+RUNS = {
+    "vae_k1": ELBO(1),
+    "vae_k5": ELBO(5),
+    "vae_k50": ELBO(50),
+    "iwae_k5": IWAE(5),
+    "iwae_k50": IWAE(50),
+    "iwae_k5_dreg": IWAE(5, gradient="dreg"),
+    "iwae_k50_dreg": IWAE(50, gradient="dreg"),
+}
+#: Runs reported as a paired difference against another run on the same test images.
+PAIRED_WITH = {"iwae_k5_dreg": "iwae_k5", "iwae_k50_dreg": "iwae_k50"}
+LABELS = {
+    "vae_k1": "VAE, k=1",
+    "vae_k5": "VAE, k=5",
+    "vae_k50": "VAE, k=50",
+    "iwae_k5": "IWAE, k=5",
+    "iwae_k50": "IWAE, k=50",
+    "iwae_k5_dreg": "IWAE, k=5, DReG",
+    "iwae_k50_dreg": "IWAE, k=50, DReG",
+    "vae2d_k1": "VAE, 2-D latent, k=1",
+}
+RUN_COLORS = {
+    "vae_k1": "tab:gray",
+    "vae_k5": "tab:cyan",
+    "vae_k50": "tab:blue",
+    "iwae_k5": "tab:orange",
+    "iwae_k50": "tab:red",
+    "iwae_k5_dreg": "tab:olive",
+    "iwae_k50_dreg": "tab:purple",
+}
+
+#: Burda et al. (2016), Table 1, MNIST, one stochastic layer (784-200-200-50, tanh),
+#: 3,280 epochs, MNIST re-binarized at random for every minibatch (dynamic binarization):
+#: test log p(x) estimated with k = 5,000, and active units.
+PUBLISHED = {
+    "vae_k1": (-86.76, 19),
+    "vae_k5": (-86.47, 20),
+    "vae_k50": (-86.35, 20),
+    "iwae_k5": (-85.54, 22),
+    "iwae_k50": (-84.78, 25),
+    # Not in Burda et al.; Tucker et al. (2019) used other architectures and report no such row.
+    "iwae_k5_dreg": (None, None),
+    "iwae_k50_dreg": (None, None),
+}
+PUBLISHED_SOURCE = (
+    "Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, Table 1: "
+    "MNIST with dynamic binarization, one stochastic layer, 3,280 epochs"
+)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long, and on how much data, the models are trained and evaluated."""
+
+    num_epochs: int = 5
+    #: the 2-D latent model is cheap (its cost is that of a k=1 VAE), so it gets more epochs.
+    num_epochs_2d: int = 20
+    schedule: str = "constant"
+    learning_rate: float = 1e-3
+    hidden_sizes: tuple[int, ...] = (200, 200)
+    latent_dim: int = 50
+    #: None = the whole split (50,000 / 10,000); else the first n images in TFDS's order.
+    num_train: int | None = None
+    num_validation: int | None = None
+    #: test images for the k = 5,000 log p(x) (None = all 10,000); ELBO and active units
+    #: always use the whole test split.
+    num_test: int | None = 1000
+    eval_num_samples: int = 5000
+    eval_chunk_size: int = 100
+    checkpoint_every: int = 5
+
+    def quick(self) -> "Budget":
+        return replace(
+            self,
+            num_epochs=1,
+            num_epochs_2d=1,
+            hidden_sizes=(32,),
+            latent_dim=4,
+            num_train=500,
+            num_validation=100,
+            num_test=20,
+            eval_num_samples=64,
+            eval_chunk_size=16,
+        )
+
+    def paper(self) -> "Budget":
+        return replace(self, num_epochs=3280, num_epochs_2d=3280, schedule="iwae", num_test=None)
+
+
+@functools.cache
+def _all_splits() -> BinarizedMNIST:
+    # Read once per process: the smoke tests run every script in one process.
+    return load_binarized_mnist()
+
+
+def load_data(budget: Budget) -> BinarizedMNIST:
+    """Binarized MNIST (TFDS, static binarization), each split cut to the budget's size."""
+    data = _all_splits()
+    return BinarizedMNIST(
+        train=data.train[: budget.num_train],
+        validation=data.validation[: budget.num_validation],
+        test=data.test,
+    )
+
+
+def model_config(name: str, budget: Budget) -> VAEConfig:
+    """The architecture of run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)."""
+    latent_dim = 2 if name == "vae2d_k1" else budget.latent_dim
+    return VAEConfig(latent_dim=latent_dim, hidden_sizes=budget.hidden_sizes)
+
+
+def train_config(name: str, budget: Budget, *, seed: int) -> TrainConfig:
+    """The :class:`TrainConfig` of run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)."""
+    latent_2d = name == "vae2d_k1"
+    return TrainConfig(
+        objective=ELBO(1) if latent_2d else RUNS[name],
+        num_epochs=budget.num_epochs_2d if latent_2d else budget.num_epochs,
+        learning_rate=budget.learning_rate,
+        schedule=budget.schedule,
+        seed=seed,
+        checkpoint_every=budget.checkpoint_every,
+        eval_every=1,
+    )
+
+
+class EvalKeys(NamedTuple):
+    """The test-time branches of ``lvm.train.run_keys(seed).test``, one per consumer."""
+
+    log_px: jax.Array
+    elbo: jax.Array
+    prior_samples: jax.Array
+    reconstructions: jax.Array
+    ais: jax.Array
+    ais_vs_is: jax.Array
+
+
+def eval_keys(seed: int) -> EvalKeys:
+    """``split(run_keys(seed).test, 6)``: never a key that training (init, epochs, validation)
+    draws with. ``log_px`` and ``elbo`` are the two keys ``lvm.evaluate.evaluate(test, ...)``
+    splits its key into (``split(k, 6)[i] == split(k, 2)[i]`` for i < 2 with jax's threefry),
+    so the figures' test numbers are those of ``python -m lvm.train`` with the same seed."""
+    return EvalKeys(*jax.random.split(run_keys(seed).test, 6))
+
+
+def run_dir(
+    runs_dir: Path, name: str, config: TrainConfig, num_train: int, model: VAEConfig
+) -> Path:
+    """``<runs_dir>/<name>-<fingerprint>``: the fingerprint covers the architecture ``model``
+    and every setting but the epoch settings.
+
+    Runs that differ only in ``num_epochs`` share a folder, so asking for more epochs
+    extends a run instead of starting again.
+    """
+    epoch_settings = {"num_epochs", "checkpoint_every", "eval_every"}
+    settings = {
+        f.name: getattr(config, f.name)
+        for f in dataclasses.fields(config)
+        if f.name not in epoch_settings
+    }
+    settings["num_train"] = num_train
+    settings["model"] = model
+    fingerprint = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:10]
+    return runs_dir / f"{name}-{fingerprint}"
+
+
+def trained(name: str, budget: Budget, data: BinarizedMNIST, *, seed: int, runs_dir: Path):
+    """Train run ``name`` to the budget, or load (and extend) it from its checkpoint.
+
+    Returns ``lvm.train.TrainResult(model, state, history)``; ``history`` holds every epoch
+    of the run, with the training and validation bound of the run's own objective.
+    """
+    config = train_config(name, budget, seed=seed)
+    out_dir = run_dir(runs_dir, name, config, len(data.train), model_config(name, budget))
+    resume = (out_dir / "checkpoint.eqx").is_file()
+    print(f"[{name}] {'resuming' if resume else 'training'} -> {out_dir}", flush=True)
+    result = train_vae(
+        config,
+        data.train,
+        model_config=model_config(name, budget),
+        validation_x=data.validation,
+        out_dir=out_dir,
+        resume=resume,
+        progress=True,
+    )
+    if len(result.history) != config.num_epochs:
+        raise ValueError(
+            f"{out_dir} holds a run of {len(result.history)} epochs, {config.num_epochs} asked "
+            "for: pass --epochs to match it or another --runs-dir"
+        )
+    return result
+
+
+def image_grid(images: np.ndarray, num_cols: int, pad: int = 1) -> np.ndarray:
+    """Tile (n, 784) images into one 2-D array, ``num_cols`` per row, ``pad`` pixels apart."""
+    images = np.asarray(images).reshape(-1, 28, 28)
+    num_rows = math.ceil(len(images) / num_cols)
+    size = 28 + pad
+    grid = np.ones((num_rows * size + pad, num_cols * size + pad), np.float32)
+    for i, image in enumerate(images):
+        r, c = divmod(i, num_cols)
+        grid[pad + r * size : pad + r * size + 28, pad + c * size : pad + c * size + 28] = image
+    return grid
