@@ -33,8 +33,8 @@ are exact. Over independent keys:
 
 Run: ``python experiments/estimators_discrete_gradients.py`` (``just figures`` runs it);
 ``--quick`` for a seconds-long smoke run (``tests/test_experiments_discrete.py`` asserts its
-claims). Runtime: 4.4 and 5.4 min in two runs on the 2 CPU cores shared with other jobs (load
-9-14; 1.8-1.9 min of CPU; the testbed about 3.5 min, Old Faithful 1.3-1.6 min), mostly
+claims). Runtime: 4.4 to 5.4 min in three runs on the 2 CPU cores shared with other jobs (load
+9-14; 1.6-1.9 min of CPU; the testbed about 3.5 min, Old Faithful 1.3-1.6 min), mostly
 compilation.
 
 Should hit (seed 0, 2,000 keys per k). Total variance of the 18 encoder gradients at
