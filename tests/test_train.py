@@ -323,8 +323,7 @@ def test_command_line_evaluates_by_ais(images, tmp_path, monkeypatch):
         run_keys(0).test,
         load_model(tmp_path / "checkpoint.eqx"),
         images[120:140],
-        method="ais",
-        num_steps=5,
+        lvm.AIS(5),
         progress=False,
     )
     assert summary["test"]["log_px"] == pytest.approx(direct.log_px, rel=1e-6)
