@@ -12,9 +12,13 @@ by name; the core math is re-exported here.
 from lvm._math import effective_sample_size, log_mean_exp, particle_log_mean_exp
 from lvm.amortized import model_bound
 from lvm.distributions import (
+    Bernoulli,
     Categorical,
     DiagonalNormal,
     MultivariateNormal,
+    RelaxedBernoulli,
+    RelaxedCategorical,
+    WithBaseline,
     kl_divergence,
     sample_and_log_prob,
     sample_n,
@@ -64,6 +68,7 @@ __all__ = [
     "ELBO",
     "IWAE",
     "VAE",
+    "Bernoulli",
     "Categorical",
     "DiagonalNormal",
     "ELBOAnalyticKL",
@@ -72,7 +77,10 @@ __all__ = [
     "Joint",
     "LinearGaussian",
     "MultivariateNormal",
+    "RelaxedBernoulli",
+    "RelaxedCategorical",
     "VAEConfig",
+    "WithBaseline",
     "effective_sample_size",
     "elbo",
     "elbo_analytic_kl",

@@ -1,8 +1,16 @@
 """Small distributions for priors and proposals: one draw per key, one log-density per z.
 
+Continuous (reparameterized): :class:`DiagonalNormal`, :class:`MultivariateNormal`. Discrete:
+:class:`Categorical`, :class:`Bernoulli` (a vector of binary latents), with their Concrete
+relaxations :class:`RelaxedCategorical`, :class:`RelaxedBernoulli` for the relaxed gradient
+estimator, and :class:`WithBaseline`, a proposal carrying a learned baseline for the
+score-function ones (:mod:`lvm.estimators.discrete`).
+
 Each is an :class:`equinox.Module` (a pytree), so a proposal can be built inside a
 vmapped or jitted function, e.g. an amortized ``q(z|x)`` per datapoint.
 """
+
+import math
 
 import equinox as eqx
 import jax
@@ -90,8 +98,12 @@ class MultivariateNormal(eqx.Module):
 class Categorical(eqx.Module):
     r"""Categorical over :math:`\{0, \dots, K-1\}` with probabilities :math:`\mathrm{softmax}(\text{logits})`.
 
-    Not reparameterizable: estimators built on it are unbiased in value, but
-    their gradient w.r.t. the proposal's logits is not the pathwise one.
+    Not reparameterizable: its samples are integers, so an estimator's gradient w.r.t. the
+    logits needs a score-function or relaxed estimator (:mod:`lvm.estimators.discrete`).
+    ``sample`` is the Gumbel-max trick, :math:`z = \arg\max_c (\text{logits}_c + g_c)` with
+    :math:`g_c` standard Gumbel noise drawn from ``key`` (the draw of
+    :func:`jax.random.categorical`), so that :meth:`relaxed` can couple a relaxed sample to
+    the same z.
     """
 
     logits: Float[Array, " K"]
@@ -100,9 +112,10 @@ class Categorical(eqx.Module):
         _check_vector(self.logits, "logits")
 
     def sample(self, key: Key) -> Int[Array, ""]:
-        return jax.random.categorical(key, self.logits)
+        return jnp.argmax(self.logits + _gumbel(key, self.logits))
 
     def log_prob(self, z: Int[Array, ""]) -> Scalar:
+        check_shape(z, (), "z")
         return jax.nn.log_softmax(self.logits)[z]
 
     def entropy(self) -> Scalar:
@@ -112,6 +125,207 @@ class Categorical(eqx.Module):
     @property
     def probs(self) -> Float[Array, " K"]:
         return jax.nn.softmax(self.logits)
+
+    def relaxed(self, temperature) -> "RelaxedCategorical":
+        """The Gumbel-softmax relaxation at ``temperature`` (:class:`RelaxedCategorical`)."""
+        return RelaxedCategorical(self.logits, temperature)
+
+
+class Bernoulli(eqx.Module):
+    r"""d independent binary latents, :math:`z_j \sim \mathrm{Bernoulli}(\sigma(\text{logits}_j))`.
+
+    .. math:: \log q(z) = \sum_j z_j\,\text{logits}_j - \log(1 + e^{\text{logits}_j})
+
+    ``sample`` returns floats in {0, 1} of the logits' dtype, so that a decoder takes them
+    as it takes any float latent; it thresholds logistic noise,
+    :math:`z_j = [\text{logits}_j + \ell_j > 0]` with :math:`\ell_j = \log u_j - \log(1-u_j)`,
+    :math:`u_j \sim U(0, 1)` from ``key``, so that :meth:`relaxed` can couple a relaxed sample
+    to the same z. ``log_prob`` is the formula above for any float z of the right shape: at a
+    relaxed :math:`z \in (0, 1)^d` it is the formula's linear extension (what the Concrete
+    estimator evaluates), not a density. Not reparameterizable (see :class:`Categorical`).
+    """
+
+    logits: Float[Array, " d"]
+
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+
+    def sample(self, key: Key) -> Float[Array, " d"]:
+        noise = jax.random.logistic(key, self.logits.shape, self.logits.dtype)
+        return (self.logits + noise > 0).astype(self.logits.dtype)
+
+    def log_prob(self, z: Float[Array, " d"]) -> Scalar:
+        check_shape(z, self.logits.shape, "z")
+        return jnp.sum(z * self.logits - jax.nn.softplus(self.logits))
+
+    def entropy(self) -> Scalar:
+        return jnp.sum(jax.nn.softplus(self.logits) - self.probs * self.logits)
+
+    @property
+    def probs(self) -> Float[Array, " d"]:
+        return jax.nn.sigmoid(self.logits)
+
+    def relaxed(self, temperature) -> "RelaxedBernoulli":
+        """The binary Concrete relaxation at ``temperature`` (:class:`RelaxedBernoulli`)."""
+        return RelaxedBernoulli(self.logits, temperature)
+
+
+# ---------------------------------------------------------------- relaxations (Concrete)
+
+
+def _gumbel(key: Key, logits) -> Array:
+    return jax.random.gumbel(key, logits.shape, logits.dtype)
+
+
+def _check_temperature(temperature) -> None:
+    if isinstance(temperature, int | float) and not (
+        math.isfinite(temperature) and temperature > 0
+    ):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
+    if not isinstance(temperature, int | float):
+        check_shape(temperature, (), "temperature")
+
+
+class RelaxedBernoulli(eqx.Module):
+    r"""Binary Concrete (Maddison, Mnih & Teh, 2017): :math:`y = \sigma\big((\text{logits} + \ell)/\tau\big)`.
+
+    With :math:`\ell` the logistic noise of :meth:`Bernoulli.sample` (same key), ``y`` lies in
+    :math:`(0, 1)^d`, is differentiable in the logits, and :math:`[y_j > 1/2]` is the
+    Bernoulli sample (:meth:`sample_coupled` returns both, the discrete one exactly as
+    :meth:`Bernoulli.sample` draws it). As :math:`\tau \to 0` y tends to that binary sample.
+    Its density, per coordinate with :math:`\alpha = e^{\text{logits}}`,
+
+    .. math:: p_\tau(y) = \frac{\tau\,\alpha\,y^{-\tau-1}(1-y)^{-\tau-1}}
+              {\big(\alpha y^{-\tau} + (1-y)^{-\tau}\big)^2},
+
+    is computed through the logit :math:`t = \log y - \log(1-y)`, which is logistic with
+    location :math:`\text{logits}/\tau` and scale :math:`1/\tau`:
+    :math:`\log p_\tau(y) = \log\tau - a - 2\,\mathrm{softplus}(-a) + \mathrm{softplus}(t)
+    + \mathrm{softplus}(-t)`, :math:`a = \tau t - \text{logits}`. In float32 y rounds to 1
+    once :math:`(\text{logits} + \ell)/\tau > 17`, where ``log_prob`` is not finite; the
+    samples and the estimators do not need it.
+    """
+
+    logits: Float[Array, " d"]
+    temperature: Float[Array, ""] | float
+
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+        _check_temperature(self.temperature)
+
+    def sample_coupled(self, key: Key) -> tuple[Float[Array, " d"], Float[Array, " d"]]:
+        """``(z, y)``: the Bernoulli sample of ``key`` and the relaxed sample of the same noise."""
+        s = self.logits + jax.random.logistic(key, self.logits.shape, self.logits.dtype)
+        return (s > 0).astype(self.logits.dtype), jax.nn.sigmoid(s / self.temperature)
+
+    def sample(self, key: Key) -> Float[Array, " d"]:
+        return self.sample_coupled(key)[1]
+
+    def log_prob(self, y: Float[Array, " d"]) -> Scalar:
+        check_shape(y, self.logits.shape, "y")
+        t = jnp.log(y) - jnp.log1p(-y)
+        a = self.temperature * t - self.logits
+        log_density_t = jnp.log(self.temperature) - a - 2.0 * jax.nn.softplus(-a)
+        return jnp.sum(log_density_t + jax.nn.softplus(t) + jax.nn.softplus(-t))
+
+    def one_hot(self, z: Float[Array, " d"]) -> Float[Array, " d"]:
+        """A discrete sample in the relaxed sample's coordinates: z itself."""
+        return z
+
+    def extend(self, fn, y: Float[Array, " d"]) -> Scalar:
+        """``fn`` at the relaxed ``y``: a model of binary latents takes floats, so ``fn(y)``."""
+        return fn(y)
+
+
+class RelaxedCategorical(eqx.Module):
+    r"""Concrete / Gumbel-softmax (Maddison et al., 2017; Jang, Gu & Poole, 2017) on the simplex.
+
+    :math:`y = \mathrm{softmax}\big((\text{logits} + g)/\tau\big)` with the Gumbel noise g of
+    :meth:`Categorical.sample` (same key): :math:`\arg\max_c y_c` is the categorical sample
+    (:meth:`sample_coupled`), and y tends to its one-hot vector as :math:`\tau \to 0`. Its
+    density w.r.t. Lebesgue measure on the first K - 1 coordinates of the simplex, with
+    :math:`\alpha = e^{\text{logits}}`,
+
+    .. math:: p_\tau(y) = (K-1)!\,\tau^{K-1} \prod_{c=1}^{K}
+              \frac{\alpha_c\,y_c^{-\tau-1}}{\sum_{c'} \alpha_{c'} y_{c'}^{-\tau}} .
+
+    In float32, entries of y can underflow to 0 at small temperatures, where ``log_prob`` is
+    not finite; the samples and the estimators do not need it.
+    """
+
+    logits: Float[Array, " K"]
+    temperature: Float[Array, ""] | float
+
+    def __check_init__(self):
+        _check_vector(self.logits, "logits")
+        _check_temperature(self.temperature)
+
+    def sample_coupled(self, key: Key) -> tuple[Int[Array, ""], Float[Array, " K"]]:
+        """``(z, y)``: the categorical sample of ``key`` and the relaxed sample of the same noise."""
+        s = self.logits + _gumbel(key, self.logits)
+        return jnp.argmax(s), jax.nn.softmax(s / self.temperature)
+
+    def sample(self, key: Key) -> Float[Array, " K"]:
+        return self.sample_coupled(key)[1]
+
+    def log_prob(self, y: Float[Array, " K"]) -> Scalar:
+        check_shape(y, self.logits.shape, "y")
+        k, tau = self.logits.shape[0], self.temperature
+        log_y = jnp.log(y)
+        return (
+            math.lgamma(k)
+            + (k - 1) * jnp.log(tau)
+            + jnp.sum(self.logits - (tau + 1.0) * log_y)
+            - k * jax.nn.logsumexp(self.logits - tau * log_y)
+        )
+
+    def one_hot(self, z: Int[Array, ""]) -> Float[Array, " K"]:
+        """A discrete sample in the relaxed sample's coordinates: its one-hot vector."""
+        return jax.nn.one_hot(z, self.logits.shape[0], dtype=self.logits.dtype)
+
+    def extend(self, fn, y: Float[Array, " K"]) -> Scalar:
+        r"""``fn``'s one-hot linear extension :math:`\sum_c y_c\,\mathrm{fn}(c)` at the relaxed ``y``.
+
+        A categorical model written in one-hot form, e.g. a mixture's
+        :math:`\log p(x \mid z) = \sum_c z_c \log \mathcal N(x; \mu_c, \Sigma_c)`, is linear in
+        z; this evaluates that form at y, with ``fn`` called on each of the K values.
+        """
+        values = jax.vmap(fn)(jnp.arange(self.logits.shape[0]))
+        return jnp.dot(y, values.astype(y.dtype))
+
+
+class WithBaseline(eqx.Module):
+    r"""A proposal that carries the control variates of the score-function estimators.
+
+    ``distribution`` is q(z|x) (sampled and scored as it is); ``baseline`` is a scalar
+    :math:`b(x)` and ``log_scale`` an optional scalar :math:`s`, both computed by the
+    model (an encoder's head, a learned constant) so that they are trained with it: the
+    objective ``ELBO(k, gradient="reinforce", baseline="learned", normalize=True)`` subtracts
+    ``baseline`` from its learning signal, divides by :math:`\max(1, e^s)`, and folds each
+    one's training signal into its gradient (:mod:`lvm.estimators.discrete`). Every other
+    estimator sees ``distribution`` only.
+    """
+
+    distribution: Distribution
+    baseline: Float[Array, ""]
+    log_scale: Float[Array, ""] | None = None
+
+    def __check_init__(self):
+        check_shape(self.baseline, (), "baseline")
+        if self.log_scale is not None:
+            check_shape(self.log_scale, (), "log_scale")
+
+    def sample(self, key: Key) -> Latent:
+        return self.distribution.sample(key)
+
+    def log_prob(self, z: Latent) -> Scalar:
+        return self.distribution.log_prob(z)
+
+    def entropy(self) -> Scalar:
+        return self.distribution.entropy()
+
+    def relaxed(self, temperature):
+        return self.distribution.relaxed(temperature)
 
 
 class Mixture(eqx.Module):
@@ -198,28 +412,41 @@ def sample_n_and_log_prob(
 
 
 def kl_divergence(q: Distribution, p: Distribution) -> Scalar:
-    r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` where one exists.
+    r"""Closed-form :math:`\mathrm{KL}(q \,\|\, p)` between two distributions of the same family.
 
-    Two Gaussians (:class:`DiagonalNormal`, :class:`MultivariateNormal`, in any pairing):
+    * two Gaussians (:class:`DiagonalNormal` or :class:`MultivariateNormal`, mixed freely):
 
-    .. math:: \tfrac12\big[\mathrm{tr}(\Sigma_p^{-1}\Sigma_q)
-              + (\mu_p-\mu_q)^\top\Sigma_p^{-1}(\mu_p-\mu_q) - d
-              + \log\det\Sigma_p - \log\det\Sigma_q\big]
+      .. math:: \tfrac12\big[\mathrm{tr}(\Sigma_p^{-1}\Sigma_q)
+                + (\mu_p-\mu_q)^\top\Sigma_p^{-1}(\mu_p-\mu_q) - d
+                + \log\det\Sigma_p - \log\det\Sigma_q\big]
 
-    Two :class:`Categorical`: :math:`\sum_k q_k (\log q_k - \log p_k)`. Any other pair (a
-    :class:`Mixture` prior, a flow) has no closed form here and raises ``TypeError``: estimate
-    the KL by Monte Carlo instead (the sampled ELBO, ``lvm.ELBO``, does).
+    * two :class:`Categorical`: :math:`\sum_c q_c (\log q_c - \log p_c)`;
+    * two :class:`Bernoulli`: the same sum over both values of every coordinate.
+
+    A :class:`WithBaseline` proposal is its distribution. Any other pair (a :class:`Mixture`
+    prior, a flow) has no closed form here and raises ``TypeError``: estimate the KL by Monte
+    Carlo instead (the sampled ELBO, ``lvm.ELBO``, does).
     """
+    q = q.distribution if isinstance(q, WithBaseline) else q
+    p = p.distribution if isinstance(p, WithBaseline) else p
+    gaussian = (DiagonalNormal, MultivariateNormal)
     if isinstance(q, Categorical) and isinstance(p, Categorical):
+        check_shape(p.logits, q.logits.shape, "logits of p")
         log_q, log_p = jax.nn.log_softmax(q.logits), jax.nn.log_softmax(p.logits)
         return jnp.sum(jnp.exp(log_q) * (log_q - log_p))
-    gaussians = (DiagonalNormal, MultivariateNormal)
-    if not (isinstance(q, gaussians) and isinstance(p, gaussians)):
+    if isinstance(q, Bernoulli) and isinstance(p, Bernoulli):
+        check_shape(p.logits, q.logits.shape, "logits of p")
+        # log sigma(l) = -softplus(-l), log(1 - sigma(l)) = -softplus(l)
+        on = q.probs * (jax.nn.softplus(-p.logits) - jax.nn.softplus(-q.logits))
+        off = (1.0 - q.probs) * (jax.nn.softplus(p.logits) - jax.nn.softplus(q.logits))
+        return jnp.sum(on + off)
+    if not (isinstance(q, gaussian) and isinstance(p, gaussian)):
         raise TypeError(
-            f"kl_divergence has no closed form for KL({type(q).__name__} || "
-            f"{type(p).__name__}): only two Gaussians or two Categoricals; estimate it by "
-            "Monte Carlo instead (lvm.ELBO samples it)"
+            f"kl_divergence has no closed form for q = {type(q).__name__}, p = "
+            f"{type(p).__name__}: it knows two Gaussians (DiagonalNormal / MultivariateNormal), "
+            "two Categorical or two Bernoulli; estimate KL(q || p) by Monte Carlo instead"
         )
+    check_shape(p.loc, q.loc.shape, "loc of p")
     if isinstance(q, DiagonalNormal) and isinstance(p, DiagonalNormal):
         ratio = (q.scale / p.scale) ** 2
         mahal = ((q.loc - p.loc) / p.scale) ** 2

@@ -19,6 +19,14 @@ from lvm.estimators.debiased import (
     sumo_num_terms,
     sumo_survival,
 )
+from lvm.estimators.discrete import (
+    elbo_concrete,
+    elbo_reinforce,
+    iwae_concrete,
+    iwae_reinforce,
+    iwae_vimco,
+    vimco_advantages,
+)
 from lvm.estimators.elbo import ELBOTerms, elbo, elbo_analytic_kl, elbo_decomposition
 from lvm.estimators.gradients import elbo_stl, iwae_dreg, iwae_stl, stop_gradient_proposal
 from lvm.estimators.importance import importance_sampling, iwae_bound
@@ -44,12 +52,17 @@ __all__ = [
     "OBJECTIVES",
     "elbo",
     "elbo_analytic_kl",
+    "elbo_concrete",
+    "elbo_reinforce",
     "elbo_decomposition",
     "elbo_stl",
     "importance_sampling",
     "iwae_bound",
+    "iwae_concrete",
     "iwae_dreg",
+    "iwae_reinforce",
     "iwae_stl",
+    "iwae_vimco",
     "jackknife_coefficients",
     "jackknife_iwae",
     "jackknife_log_mean_exp",
@@ -62,4 +75,5 @@ __all__ = [
     "sumo",
     "sumo_num_terms",
     "sumo_survival",
+    "vimco_advantages",
 ]

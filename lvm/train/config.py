@@ -29,7 +29,7 @@ from typing import Any
 
 from lvm._checks import check_choice, check_positive_int
 from lvm.estimators import ELBO
-from lvm.estimators.objectives import OBJECTIVES
+from lvm.estimators.objectives import OBJECTIVES, objective_fields
 from lvm.models.vae import VAE, VAEConfig
 from lvm.types import Objective
 
@@ -178,8 +178,9 @@ def objective_to_dict(objective: Objective) -> dict:
     if dataclasses.is_dataclass(objective) and not isinstance(objective, type):
         cls = type(objective)
         name = cls.__name__ if OBJECTIVES.get(cls.__name__) is cls else _qualified_name(cls)
-        fields = {f.name: getattr(objective, f.name) for f in dataclasses.fields(objective)}
-        return _json_ready({"type": name, **fields}, objective)
+        # The discrete estimators' settings at their defaults are left out: ELBO() and IWAE(...)
+        # are recorded as before those settings existed (lvm.estimators.objectives).
+        return _json_ready({"type": name, **objective_fields(objective)}, objective)
     if isinstance(objective, functools.partial):
         spec = {"function": _qualified_name(objective.func)}
         if objective.args:
