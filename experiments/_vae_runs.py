@@ -5,7 +5,7 @@ Runs are shared. The models that several figures use (VAE k=1, 5, 50 and IWAE k=
 are trained once and kept under ``--runs-dir`` (default ``runs/vae``, git-ignored), one
 folder per run named after the model and a fingerprint of every setting except the
 number of epochs. A script that finds a run's checkpoint loads it (or trains it further
-when more epochs are asked for, through ``lvm.train.train_vae(resume=True)``); a script
+when more epochs are asked for, through ``lvm.train.train(..., resume=True)``); a script
 that does not, trains it. So each script works alone on a fresh clone, and
 ``just figures`` trains each model once.
 
@@ -35,8 +35,8 @@ import numpy as np
 
 from lvm import ELBO, IWAE
 from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist
-from lvm.models.vae import VAEConfig
-from lvm.train import TrainConfig, run_keys, train_vae
+from lvm.models.vae import VAE, VAEConfig
+from lvm.train import TrainConfig, run_keys, train
 
 
 def parse_args(argv, description: str) -> argparse.Namespace:
@@ -190,9 +190,26 @@ def load_data(budget: Budget) -> BinarizedMNIST:
 
 
 def model_config(name: str, budget: Budget) -> VAEConfig:
-    """The architecture of run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)."""
+    """The library VAE's architecture for run ``name`` (a key of :data:`RUNS`, or ``"vae2d_k1"``)
+    whose model is not in :data:`ARCHITECTURES`."""
     latent_dim = 2 if name == "vae2d_k1" else budget.latent_dim
     return VAEConfig(latent_dim=latent_dim, hidden_sizes=budget.hidden_sizes)
+
+
+#: Runs whose model is not the library VAE of :func:`model_config`: name -> ``f(budget, data)``
+#: returning ``(description, build)``, a hashable description of the architecture (it enters
+#: the run folder's fingerprint) and ``build(key) -> model`` (any amortized model; ``data``
+#: for initialisations that look at the training images, e.g. pseudo-inputs).
+ARCHITECTURES: dict = {}
+
+
+def architecture(name: str, budget: Budget, data: BinarizedMNIST | None = None):
+    """``(description, build)`` of run ``name``'s model: :data:`ARCHITECTURES`, else the library
+    VAE of :func:`model_config`."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name](budget, data)
+    config = model_config(name, budget)
+    return config, functools.partial(VAE, config)
 
 
 def train_config(name: str, budget: Budget, *, seed: int) -> TrainConfig:
@@ -228,9 +245,7 @@ def eval_keys(seed: int) -> EvalKeys:
     return EvalKeys(*jax.random.split(run_keys(seed).test, 6))
 
 
-def run_dir(
-    runs_dir: Path, name: str, config: TrainConfig, num_train: int, model: VAEConfig
-) -> Path:
+def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int, model) -> Path:
     """``<runs_dir>/<name>-<fingerprint>``: the fingerprint covers the architecture ``model``
     and every setting but the epoch settings.
 
@@ -256,13 +271,14 @@ def trained(name: str, budget: Budget, data: BinarizedMNIST, *, seed: int, runs_
     of the run, with the training and validation bound of the run's own objective.
     """
     config = train_config(name, budget, seed=seed)
-    out_dir = run_dir(runs_dir, name, config, len(data.train), model_config(name, budget))
+    description, build = architecture(name, budget, data)
+    out_dir = run_dir(runs_dir, name, config, len(data.train), description)
     resume = (out_dir / "checkpoint.eqx").is_file()
     print(f"[{name}] {'resuming' if resume else 'training'} -> {out_dir}", flush=True)
-    result = train_vae(
-        config,
+    result = train(
+        build(key=run_keys(seed).init),
         data.train,
-        model_config=model_config(name, budget),
+        config,
         validation_x=data.validation,
         out_dir=out_dir,
         resume=resume,
