@@ -259,9 +259,23 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int, mode
         if f.name not in epoch_settings
     }
     settings["num_train"] = num_train
-    settings["model"] = model
+    settings["model"] = _non_default_fields(model)
     fingerprint = hashlib.sha256(repr(sorted(settings.items())).encode()).hexdigest()[:10]
     return runs_dir / f"{name}-{fingerprint}"
+
+
+def _non_default_fields(description):
+    """A dataclass description by its class name and the fields that differ from their
+    defaults, so that a new option with a default (a new ``VAEConfig`` field) leaves the
+    folders of existing runs where they are; any other description as it is."""
+    if not dataclasses.is_dataclass(description):
+        return description
+    changed = tuple(
+        (f.name, getattr(description, f.name))
+        for f in dataclasses.fields(description)
+        if f.default is dataclasses.MISSING or getattr(description, f.name) != f.default
+    )
+    return (type(description).__name__, changed)
 
 
 def trained(name: str, budget: Budget, data: BinarizedMNIST, *, seed: int, runs_dir: Path):

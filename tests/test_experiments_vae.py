@@ -5,6 +5,7 @@ The quick runs read the real binarized MNIST (prepared once by ``lvm.data.mnist`
 500 images for one epoch.
 """
 
+import dataclasses
 import importlib
 import json
 import math
@@ -175,6 +176,21 @@ def test_run_folder_ignores_only_the_epoch_settings(tmp_path):
     assert runs.run_dir(tmp_path, "iwae_k50", base, 500, model) != same
     other_model = replace(model, latent_dim=2)
     assert runs.run_dir(tmp_path, "iwae_k50", base, 50_000, other_model) != same
+
+    # A new option with a default leaves existing runs' folders where they are.
+    @dataclasses.dataclass(frozen=True)
+    class Before:
+        width: int = 200
+
+    @dataclasses.dataclass(frozen=True)
+    class After:
+        width: int = 200
+        depth: int = 2
+
+    After.__name__ = "Before"
+    before = runs.run_dir(tmp_path, "m", base, 500, Before())
+    assert runs.run_dir(tmp_path, "m", base, 500, After()) == before
+    assert runs.run_dir(tmp_path, "m", base, 500, After(depth=3)) != before
 
 
 def test_ais_vs_is_quick(tmp_path):
