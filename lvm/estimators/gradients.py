@@ -116,9 +116,8 @@ def iwae_dreg(
     zero) and whose gradient is :math:`\sum_i \tilde w_i \nabla_\theta \log p(x, z_i)` for
     the model and :math:`\sum_i \tilde w_i^2 \,\partial_z \ell_i\, \partial_\phi z_i` for the
     proposal. It costs a second forward pass of the model on the k particles (the first
-    one's result is only used through ``stop_gradient``, so it has no backward pass):
-    1.32x and 1.26x the time of the reparameterized gradient at k = 5 and 50 on the MNIST
-    VAE (``bench/estimators.py --part gradients``).
+    one's result is only used through ``stop_gradient``, so it has no backward pass;
+    ``bench/estimators.py --part gradients`` measures the cost, ``bench/README.md`` has it).
     Latents that are not floating point (a categorical z) get no pathwise gradient.
     """
     num_samples = check_positive_int(num_samples)

@@ -200,8 +200,7 @@ def _checked(result_and_resolution, reg_covar, tol) -> EMResult:
 
     The stopping rule compares mean log-likelihoods from the expanded form
     :math:`\phi^\top\eta_k + c_k`, whose float32 round-off grows with the components'
-    precisions (measured by ``bench/gmm_em_precision.py``: up to 8e-7 nats/point on Old
-    Faithful, 1.3e-3 on its 16-D synthetic case, 6e-4 on 30-D breast-cancer data). The
+    precisions (``bench/gmm_em_precision.py`` measures it; ``bench/README.md`` has it). The
     fit measures it at the result, as the distance between that form and the whitened
     one; a smaller ``tol`` asks the rule to see changes it cannot.
     """

@@ -33,9 +33,9 @@ _SCALES = ("softplus", "exp")
 def _softplus(x: Float[Array, "..."]) -> Float[Array, "..."]:
     r""":math:`\log(1 + e^x) = \max(x, 0) + \log(1 + e^{-|x|})`, stable for any x.
 
-    Written out because ``jax.nn.softplus`` (a ``logaddexp`` with NaN/inf bookkeeping)
-    is about 3x slower on CPU, and this term, one per pixel per particle, costs as much
-    as the decoder's matrix products.
+    Written out because ``jax.nn.softplus`` is a ``logaddexp`` with NaN/inf bookkeeping,
+    slower on CPU, and this term, one per pixel per particle, costs as much as the
+    decoder's matrix products (``bench/README.md``, "Targets and what the profile shows").
     """
     return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
@@ -125,7 +125,8 @@ class _MLP(eqx.Module):
     def __call__(self, h: Float[Array, " n_in"]) -> Float[Array, " n_out"]:
         # ``h @ W.T`` rather than ``layer(h)`` (= ``W @ h``): vmapped over datapoints and
         # particles, the batch axis then stays leading in the products, and XLA does not
-        # transpose the (B k, 784) logits before every elementwise op (k=50 steps ~1.5-2x faster).
+        # transpose the (B k, 784) logits before every elementwise op (bench/README.md, the
+        # history of the importance-sampling benchmark).
         act = _ACTIVATIONS[self.activation]
         for layer in self.layers[:-1]:
             h = act(h @ layer.weight.T + layer.bias)
