@@ -15,7 +15,7 @@ import scipy.stats
 
 import lvm
 from lvm import BernoulliVAE, BernoulliVAEConfig
-from lvm.evaluate import bound, log_px
+from lvm.evaluate import bound
 from lvm.train import TrainConfig, load_model, train
 
 TINY = BernoulliVAEConfig(data_dim=6, latent_dim=3, hidden_sizes=(5,))
@@ -92,21 +92,33 @@ def _exact_log_px(model: BernoulliVAE, x) -> jax.Array:
     return jax.scipy.special.logsumexp(jax.vmap(lambda z: model.log_joint(x, z))(states))
 
 
+@eqx.filter_jit
+def _is_and_exact(model: BernoulliVAE, xs, key, k: int):
+    """Per image: the IS estimate of log p(x) with q(z|x) (``lvm.importance_sampling``), its
+    k log-weights (the same draws, ``lvm.log_weights``), and the exact log p(x)."""
+
+    def one(i, x):
+        q, key_i = model.encode(x), jax.random.fold_in(key, i)
+        estimate = lvm.importance_sampling(key_i, model.log_joint, q, x, num_samples=k)
+        log_w = lvm.log_weights(key_i, model.log_joint, q, x, num_samples=k)
+        return estimate, log_w, _exact_log_px(model, x)
+
+    return jax.vmap(one)(jnp.arange(len(xs)), xs)
+
+
 def test_importance_sampled_log_px_against_exact_enumeration():
     config = BernoulliVAEConfig(data_dim=10, latent_dim=8, hidden_sizes=(12,))
     model = _with_prior(BernoulliVAE(config, key=jax.random.key(5)), jax.random.key(6))
     xs = _binary(jax.random.key(7), (4, 10))
     k = 4096
-    estimates = log_px(jax.random.key(8), model, xs, lvm.IWAE(k, chunk_size=512))
-    exact = jax.vmap(lambda x: _exact_log_px(model, x))(xs)
-    for i, x in enumerate(xs):
-        # The estimate's standard error by the delta method, from k independent weights of
-        # the same proposal: se(log p_hat) = sd(w) / (sqrt(k) mean(w)). The bias of the log
-        # of the mean, about -se^2 / 2, is far below it here.
-        q = model.encode(x)
-        zs = jax.vmap(q.sample)(jax.random.split(jax.random.key(100 + i), k))
-        log_w = jax.vmap(lambda z, x=x, q=q: model.log_joint(x, z) - q.log_prob(z))(zs)
-        w = np.exp(np.asarray(log_w, np.float64) - float(jnp.max(log_w)))
+    estimates, log_w, exact = _is_and_exact(model, xs, jax.random.key(8), k)
+    np.testing.assert_allclose(estimates, jax.vmap(lvm.log_mean_exp)(log_w), rtol=1e-6)
+    for i in range(len(xs)):
+        # The estimate's standard error by the delta method, from its own k weights:
+        # se(log p_hat) = sd(w) / (sqrt(k) mean(w)). The bias of the log of the mean, about
+        # -se^2 / 2, is far below it here.
+        lw = np.asarray(log_w[i], np.float64)
+        w = np.exp(lw - lw.max())
         se = w.std(ddof=1) / (math.sqrt(k) * w.mean())
         assert 0 < se < 0.1, se
         assert abs(float(estimates[i]) - float(exact[i])) < 4 * se, (estimates[i], exact[i], se)
