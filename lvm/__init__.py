@@ -53,7 +53,14 @@ from lvm.estimators import (
 )
 from lvm.flows import ConditionalIAF, Flow, iaf, iaf_bijection
 from lvm.joint import Joint
-from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
+from lvm.models import (
+    VAE,
+    BernoulliVAE,
+    BernoulliVAEConfig,
+    GaussianMixture,
+    LinearGaussian,
+    VAEConfig,
+)
 
 __all__ = [
     "AIS",
@@ -69,6 +76,8 @@ __all__ = [
     "IWAE",
     "VAE",
     "Bernoulli",
+    "BernoulliVAE",
+    "BernoulliVAEConfig",
     "Categorical",
     "DiagonalNormal",
     "ELBOAnalyticKL",

@@ -2,6 +2,14 @@
 
 from lvm.models.gmm import GaussianMixture
 from lvm.models.linear_gaussian import LinearGaussian
+from lvm.models.sbn import BernoulliVAE, BernoulliVAEConfig
 from lvm.models.vae import VAE, VAEConfig
 
-__all__ = ["VAE", "GaussianMixture", "LinearGaussian", "VAEConfig"]
+__all__ = [
+    "VAE",
+    "BernoulliVAE",
+    "BernoulliVAEConfig",
+    "GaussianMixture",
+    "LinearGaussian",
+    "VAEConfig",
+]
