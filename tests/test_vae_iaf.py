@@ -172,3 +172,24 @@ def test_bad_posterior_options_raise():
         VAEConfig(posterior="iaf", num_flow_layers=0)
     with pytest.raises(TypeError, match="flow_width"):
         VAEConfig(posterior="iaf", flow_width=2.5)
+
+
+def test_a_checkpoint_from_before_the_posterior_option_resumes():
+    # A run's header written before VAEConfig had the posterior fields lacks them: it must match
+    # a run that leaves them at their defaults (the shared MNIST runs), and no other.
+    from lvm.train.config import model_to_dict, normalized_model
+
+    now = model_to_dict(VAE(VAEConfig(latent_dim=3, hidden_sizes=(8,)), key=jax.random.key(0)))
+    before = {"type": "VAE", "config": dict(now["config"])}
+    for name in ("posterior", "num_flow_layers", "flow_width"):
+        del before["config"][name]
+    assert before != now and normalized_model(before) == normalized_model(now)
+    iaf = model_to_dict(VAE(_config(now, posterior="iaf"), key=jax.random.key(0)))
+    assert normalized_model(before) != normalized_model(iaf)
+    user = {"type": "user", "class": "m:M"}
+    assert normalized_model(user) == user
+
+
+def _config(record, **changes) -> VAEConfig:
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in record["config"].items()}
+    return VAEConfig(**{**fields, **changes})
