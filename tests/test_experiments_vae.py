@@ -52,6 +52,7 @@ def _assert_finite(results: dict) -> None:
 def test_every_script_is_smoke_tested():
     assert SCRIPTS == [
         "vae_faithful_infinite_mixture",
+        "vae_inference_gap",
         "vae_latent2d",
         "vae_learning_curves",
         "vae_loglik_table",
@@ -98,6 +99,7 @@ def test_loglik_table_quick(tmp_path):
         "sbn_nvil",
         "sbn_vimco_k5",
         "sbn_concrete",
+        "vae_iaf_k1",
     ]
     discrete = {"sbn_nvil", "sbn_vimco_k5", "sbn_concrete"}
     latent_dim = results["config"]["budget"]["latent_dim"]
@@ -154,6 +156,38 @@ def test_loglik_table_quick(tmp_path):
     for line in table.splitlines():
         if line.startswith("| 200 binary z"):
             assert line.count("—") >= 4 and "-101.5" not in line and "-102.2" not in line
+
+
+def test_inference_gap_quick(tmp_path):
+    """``vae_inference_gap --quick``: the gaps add up to the inference gap, every paired s.e. is
+    scipy's, the IAF run's own family is the flow, and AIS, IS and every bound score binary
+    images below 0."""
+    results = _run_quick("vae_inference_gap", tmp_path)
+    _assert_finite(results)
+    rows, per_image = results["rows"], results["per_image"]
+    assert list(rows) == ["vae_k1", "vae_iaf_k1"]
+    assert [rows[r]["own_family"] for r in rows] == ["gaussian", "flow"]
+    n = results["num_images"]
+    for run, row in rows.items():
+        v = {k: np.asarray(a) for k, a in per_image[run].items()}
+        assert all(a.shape == (n,) for a in v.values())
+        assert all(np.all(a < 0) for a in v.values())  # binary images: p(x) <= 1
+        best = v["best_flow"] if row["own_family"] == "flow" else v["best_gaussian"]
+        for name, a, b in (
+            ("approximation_gap", v["ais"], best),
+            ("amortization_gap", best, v["amortized"]),
+            ("inference_gap", v["ais"], v["amortized"]),
+            ("ais_minus_is", v["ais"], v["is"]),
+        ):
+            np.testing.assert_allclose(row[name]["mean"], np.mean(a - b), rtol=1e-9)
+            t = scipy.stats.ttest_rel(a, b).statistic
+            np.testing.assert_allclose(row[name]["mean"] / row[name]["sem"], t, rtol=1e-9)
+        total = row["approximation_gap"]["mean"] + row["amortization_gap"]["mean"]
+        np.testing.assert_allclose(total, row["inference_gap"]["mean"], rtol=1e-9)
+        traces = results["traces"][run]
+        assert len(traces["flow"]) == len(traces["gaussian"]) == results["config"]["opt_num_steps"]
+    table = (tmp_path / "vae_inference_gap.md").read_text()
+    assert "approximation gap" in table and "VAE, k=1, IAF q (flow)" in table
 
 
 def test_curves_and_samples_share_runs(tmp_path):

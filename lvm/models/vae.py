@@ -23,6 +23,7 @@ from jaxtyping import Array, Float
 
 from lvm._checks import check_shape
 from lvm.distributions import DiagonalNormal, Mixture
+from lvm.flows import ConditionalIAF, Flow
 from lvm.joint import Joint
 from lvm.types import Key, Scalar
 
@@ -61,6 +62,15 @@ class VAEConfig:
       units, mirrored by transposed convolutions.
     * ``scale`` maps the encoder's raw output to :math:`\\sigma_\\phi(x) > 0`: ``"softplus"``
       (default, gentle for large inputs) or ``"exp"`` (the IWAE paper's log-sigma output).
+    * ``posterior``: ``"gaussian"`` (default, the diagonal Gaussian above) or ``"iaf"``, an
+      inverse autoregressive flow on top of it (Kingma et al., 2016): the encoder's last hidden
+      layer gives the features h(x), a linear head of h the diagonal Gaussian
+      :math:`q_0(z_0 \\mid x)` (the Gaussian encoder's last layer), and ``num_flow_layers``
+      affine IAF layers conditioned on h, each a MADE with one hidden layer of ``flow_width``
+      units, push :math:`z_0` to z (:class:`lvm.flows.ConditionalIAF`, identity at
+      initialisation). ``encode(x)`` is then an :class:`lvm.flows.Flow`, whose
+      ``sample_and_log_prob`` scores a draw without inverting the flow. Needs
+      ``architecture="mlp"`` and ``scale="softplus"``.
     """
 
     data_dim: int = 784
@@ -73,11 +83,24 @@ class VAEConfig:
     prior: str = "standard"
     num_prior_components: int = 10
     architecture: str = "mlp"
+    posterior: str = "gaussian"
+    num_flow_layers: int = 2
+    flow_width: int = 200
 
     def __post_init__(self):
-        sizes = (self.data_dim, self.latent_dim, self.num_prior_components, *self.hidden_sizes)
+        sizes = (
+            self.data_dim,
+            self.latent_dim,
+            self.num_prior_components,
+            self.num_flow_layers,
+            self.flow_width,
+            *self.hidden_sizes,
+        )
         if any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in sizes):
-            raise TypeError(f"layer sizes and num_prior_components must be ints, got {self}")
+            raise TypeError(
+                "layer sizes, num_prior_components, num_flow_layers and flow_width must be "
+                f"ints, got {self}"
+            )
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         if min(sizes) < 1 or not self.hidden_sizes:
             raise ValueError(
@@ -89,6 +112,7 @@ class VAEConfig:
             "likelihood": ("bernoulli", "gaussian"),
             "prior": ("standard", "mixture"),
             "architecture": ("mlp", "conv"),
+            "posterior": ("gaussian", "iaf"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
@@ -100,6 +124,12 @@ class VAEConfig:
         if self.architecture == "conv" and self.data_dim != 28 * 28:
             raise ValueError(
                 f"architecture='conv' is for 28 x 28 images: data_dim must be 784, got {self.data_dim}"
+            )
+
+        if self.posterior == "iaf" and (self.architecture, self.scale) != ("mlp", "softplus"):
+            raise ValueError(
+                "posterior='iaf' needs architecture='mlp' and scale='softplus', got "
+                f"architecture={self.architecture!r}, scale={self.scale!r}"
             )
 
     @property
@@ -182,6 +212,29 @@ class _ConvDecoder(eqx.Module):
         return self.deconvs[1](h).reshape(-1)  # channel-major: all of channel 0, then 1
 
 
+class _IAFEncoder(eqx.Module):
+    """x -> the last hidden layer h(x) -> :class:`lvm.flows.ConditionalIAF` q(z|x) (a Flow)."""
+
+    features: _MLP  # ends in the last hidden layer's affine map; the activation is applied here
+    posterior: ConditionalIAF
+    activation: str = eqx.field(static=True)
+
+    def __init__(self, config: VAEConfig, *, key: Key, flow_key: Key):
+        c = config
+        self.features = _MLP((c.data_dim, *c.hidden_sizes), c.activation, key=key)
+        self.posterior = ConditionalIAF(
+            flow_key,
+            latent_dim=c.latent_dim,
+            cond_dim=c.hidden_sizes[-1],
+            flow_layers=c.num_flow_layers,
+            nn_width=c.flow_width,
+        )
+        self.activation = c.activation
+
+    def __call__(self, x: Float[Array, " data_dim"]) -> Flow:
+        return self.posterior(_ACTIVATIONS[self.activation](self.features(x)))
+
+
 class MixturePrior(eqx.Module):
     r"""A learned mixture of diagonal Gaussians over z, :math:`\sum_k \pi_k\,\mathcal N(m_k, \mathrm{diag}\,s_k^2)`."""
 
@@ -201,14 +254,14 @@ class MixturePrior(eqx.Module):
 
 
 class VAE(eqx.Module):
-    """Encoder q(z|x) (diagonal Gaussian), decoder p(x|z) (Bernoulli or Gaussian), prior p(z)
+    """Encoder q(z|x) (diagonal Gaussian, or an IAF on top of it), decoder p(x|z) (Bernoulli or Gaussian), prior p(z)
     (N(0, I) or a learned mixture); see :class:`VAEConfig` for the options.
 
     Every method acts on one datapoint ``x`` of shape ``(data_dim,)`` and one latent ``z`` of
     shape ``(latent_dim,)``; batch with :func:`jax.vmap` outside.
     """
 
-    encoder: _MLP | _ConvEncoder
+    encoder: _MLP | _ConvEncoder | _IAFEncoder
     decoder: _MLP | _ConvDecoder
     prior_params: MixturePrior | None
     config: VAEConfig = eqx.field(static=True)
@@ -224,6 +277,12 @@ class VAE(eqx.Module):
             self.decoder = _ConvDecoder(
                 c.latent_dim, c.hidden_sizes[0], channels, c.activation, key=dec_key
             )
+        elif c.posterior == "iaf":
+            # The flow's own key: the default model's key splits stay as they are.
+            self.encoder = _IAFEncoder(c, key=enc_key, flow_key=jax.random.fold_in(key, 4))
+            self.decoder = _MLP(
+                (c.latent_dim, *c.hidden_sizes[::-1], c.decoder_outputs), c.activation, key=dec_key
+            )
         else:
             self.encoder = _MLP(
                 (c.data_dim, *c.hidden_sizes, 2 * c.latent_dim), c.activation, key=enc_key
@@ -238,9 +297,12 @@ class VAE(eqx.Module):
         )
         self.config = config
 
-    def encode(self, x: Float[Array, " data_dim"]) -> DiagonalNormal:
-        r""":math:`q(z \mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,\sigma_\phi(x)^2)`."""
+    def encode(self, x: Float[Array, " data_dim"]) -> DiagonalNormal | Flow:
+        r""":math:`q(z \mid x) = \mathcal N(\mu_\phi(x), \mathrm{diag}\,\sigma_\phi(x)^2)`, or for
+        ``posterior="iaf"`` the IAF of that Gaussian conditioned on h(x) (a :class:`lvm.flows.Flow`)."""
         check_shape(x, (self.config.data_dim,), "x")
+        if isinstance(self.encoder, _IAFEncoder):
+            return self.encoder(x)
         loc, raw_scale = jnp.split(self.encoder(x), 2)
         scale = jnp.exp(raw_scale) if self.config.scale == "exp" else jax.nn.softplus(raw_scale)
         return DiagonalNormal(loc, scale)

@@ -248,7 +248,10 @@ def load_model(path: str | os.PathLike, like=None):
     if like is None:
         header, _ = read_metadata(path)
         try:
-            like = eqx.filter_eval_shape(model_template, header.get("model"), jax.random.key(0))
+            # Built for real, not under eqx.filter_eval_shape: flowjax's autoregressive layers
+            # (an IAF posterior) keep their transformer's initial parameters in a closure,
+            # where a trace would leave a leaked tracer. One initialisation costs milliseconds.
+            like = model_template(header.get("model"), jax.random.key(0))
         except SpecError as err:
             raise CheckpointError(f"{path}: {err}") from err
     model, _ = load_model_arrays(path, like)

@@ -262,6 +262,22 @@ def model_to_dict(model) -> dict:
     return {"type": "user", "class": f"{cls.__module__}:{cls.__qualname__}"}
 
 
+def normalized_model(spec):
+    """A model record with its library config's defaults filled in, so that a checkpoint written
+    before a config field existed matches a run that leaves the field at its default; any
+    other record (a user's model, one this code cannot read) as it is."""
+    if not (isinstance(spec, dict) and spec.get("type") in MODELS):
+        return spec
+    _, config_cls = MODELS[spec["type"]]
+    try:
+        config = _construct(
+            config_cls, _require_dict(spec.get("config"), "a model config"), "model"
+        )
+    except SpecError:
+        return spec
+    return {"type": spec["type"], "config": json.loads(json.dumps(dataclasses.asdict(config)))}
+
+
 def model_template(spec, key):
     """A library model of the architecture ``spec`` describes (fresh parameters, from ``key``),
     to load a checkpoint's arrays into. Constructs only the classes of :data:`MODELS`."""

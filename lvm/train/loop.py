@@ -70,6 +70,7 @@ from lvm.train.config import (
     TrainConfig,
     model_to_dict,
     normalized_config,
+    normalized_model,
 )
 from lvm.train.optim import make_optimizer
 from lvm.train.step import StepInfo, TrainState, make_train_epoch
@@ -250,7 +251,9 @@ def _incompatibilities(saved: dict, current: dict) -> list[str]:
     for name in now:
         if name not in RESUMABLE_FIELDS and then.get(name) != now[name]:
             problems.append(f"{name}: checkpoint {then.get(name)!r} != now {now[name]!r}")
-    for name in ("model", "num_train", "datum_shape", "optimizer"):
+    if normalized_model(saved.get("model")) != normalized_model(current["model"]):
+        problems.append(f"model: checkpoint {saved.get('model')!r} != now {current['model']!r}")
+    for name in ("num_train", "datum_shape", "optimizer"):
         if saved.get(name) != current[name]:
             problems.append(f"{name}: checkpoint {saved.get(name)!r} != now {current[name]!r}")
     return problems
