@@ -35,7 +35,8 @@ import numpy as np
 
 from lvm import ELBO, IWAE
 from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist
-from lvm.models.vae import VAE, VAEConfig
+from lvm.models.vae import VAE, VAEConfig, init_pseudo_inputs
+from lvm.models.vae2 import TwoLayerVAE, TwoLayerVAEConfig
 from lvm.train import TrainConfig, run_keys, train
 
 
@@ -83,7 +84,9 @@ def parse_args(argv, description: str) -> argparse.Namespace:
 #: The models shared by the learning-curve, sample and log-likelihood figures.
 #: "VAE k" = the ELBO averaged over k samples; "IWAE k" = the bound L_k (Burda et al., 2016);
 #: "IWAE k, DReG" = the same bound trained with the doubly reparameterized gradient
-#: (Tucker et al., 2019): same objective, lower-variance encoder gradient.
+#: (Tucker et al., 2019): same objective, lower-variance encoder gradient. "VampPrior" = the
+#: one-layer VAE with a VampPrior (Tomczak & Welling, 2018); "2 layers" = two stochastic
+#: layers (Burda et al., 2016): their models are in :data:`ARCHITECTURES`.
 RUNS = {
     "vae_k1": ELBO(1),
     "vae_k5": ELBO(5),
@@ -92,6 +95,9 @@ RUNS = {
     "iwae_k50": IWAE(50),
     "iwae_k5_dreg": IWAE(5, gradient="dreg"),
     "iwae_k50_dreg": IWAE(50, gradient="dreg"),
+    "vae_vamp_k1": ELBO(1),
+    "vae2l_k1": ELBO(1),
+    "iwae2l_k5": IWAE(5),
 }
 #: Runs reported as a paired difference against another run on the same test images.
 PAIRED_WITH = {"iwae_k5_dreg": "iwae_k5", "iwae_k50_dreg": "iwae_k50"}
@@ -103,6 +109,9 @@ LABELS = {
     "iwae_k50": "IWAE, k=50",
     "iwae_k5_dreg": "IWAE, k=5, DReG",
     "iwae_k50_dreg": "IWAE, k=50, DReG",
+    "vae_vamp_k1": "VAE, VampPrior, k=1",
+    "vae2l_k1": "VAE, 2 layers, k=1",
+    "iwae2l_k5": "IWAE, 2 layers, k=5",
     "vae2d_k1": "VAE, 2-D latent, k=1",
 }
 RUN_COLORS = {
@@ -113,6 +122,9 @@ RUN_COLORS = {
     "iwae_k50": "tab:red",
     "iwae_k5_dreg": "tab:olive",
     "iwae_k50_dreg": "tab:purple",
+    "vae_vamp_k1": "tab:brown",
+    "vae2l_k1": "tab:pink",
+    "iwae2l_k5": "tab:green",
 }
 
 #: Burda et al. (2016), Table 1, MNIST, one stochastic layer (784-200-200-50, tanh),
@@ -127,6 +139,11 @@ PUBLISHED = {
     # Not in Burda et al.; Tucker et al. (2019) used other architectures and report no such row.
     "iwae_k5_dreg": (None, None),
     "iwae_k50_dreg": (None, None),
+    # Tomczak & Welling (2018) and Burda et al.'s two-layer rows: not yet checked against the
+    # papers, so not shown.
+    "vae_vamp_k1": (None, None),
+    "vae2l_k1": (None, None),
+    "iwae2l_k5": (None, None),
 }
 PUBLISHED_SOURCE = (
     "Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, Table 1: "
@@ -145,6 +162,12 @@ class Budget:
     learning_rate: float = 1e-3
     hidden_sizes: tuple[int, ...] = (200, 200)
     latent_dim: int = 50
+    #: the VampPrior's K (Tomczak & Welling, 2018), initialised from the first K training images
+    num_pseudo_inputs: int = 500
+    #: the two-stochastic-layer model (Burda et al., 2016): sizes of (z1, z2), and the hidden
+    #: layers between x and z1 and between z1 and z2
+    two_layer_latent_dims: tuple[int, int] = (100, 50)
+    two_layer_hidden_sizes: tuple[tuple[int, ...], tuple[int, ...]] = ((200, 200), (100, 100))
     #: None = the whole split (50,000 / 10,000); else the first n images in TFDS's order.
     num_train: int | None = None
     num_validation: int | None = None
@@ -162,6 +185,9 @@ class Budget:
             num_epochs_2d=1,
             hidden_sizes=(32,),
             latent_dim=4,
+            num_pseudo_inputs=50,
+            two_layer_latent_dims=(8, 4),
+            two_layer_hidden_sizes=((32,), (16,)),
             num_train=500,
             num_validation=100,
             num_test=20,
@@ -200,7 +226,29 @@ def model_config(name: str, budget: Budget) -> VAEConfig:
 #: returning ``(description, build)``, a hashable description of the architecture (it enters
 #: the run folder's fingerprint) and ``build(key) -> model`` (any amortized model; ``data``
 #: for initialisations that look at the training images, e.g. pseudo-inputs).
-ARCHITECTURES: dict = {}
+def _vamp(budget: Budget, data: BinarizedMNIST | None):
+    """The library VAE with a VampPrior, its K pseudo-inputs the first K training images."""
+    num = budget.num_pseudo_inputs
+    config = replace(model_config("vae_vamp_k1", budget), prior="vamp", num_pseudo_inputs=num)
+    if data is None or len(data.train) < num:
+        raise ValueError(f"the VampPrior run initialises its pseudo-inputs from {num} training images")
+    images = np.asarray(data.train[:num])
+
+    def build(key):
+        return init_pseudo_inputs(VAE(config, key=key), images)
+
+    return (config, f"pseudo-inputs: the first {num} training images"), build
+
+
+def _two_layer(budget: Budget, data: BinarizedMNIST | None):
+    """Burda et al.'s two stochastic layers, :class:`lvm.TwoLayerVAE`."""
+    config = TwoLayerVAEConfig(
+        latent_dims=budget.two_layer_latent_dims, hidden_sizes=budget.two_layer_hidden_sizes
+    )
+    return config, functools.partial(TwoLayerVAE, config)
+
+
+ARCHITECTURES: dict = {"vae_vamp_k1": _vamp, "vae2l_k1": _two_layer, "iwae2l_k5": _two_layer}
 
 
 def architecture(name: str, budget: Budget, data: BinarizedMNIST | None = None):
@@ -267,7 +315,10 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int, mode
 def _non_default_fields(description):
     """A dataclass description by its class name and the fields that differ from their
     defaults, so that a new option with a default (a new ``VAEConfig`` field) leaves the
-    folders of existing runs where they are; any other description as it is."""
+    folders of existing runs where they are; a tuple entry by entry; any other description
+    as it is."""
+    if isinstance(description, tuple):
+        return tuple(_non_default_fields(d) for d in description)
     if not dataclasses.is_dataclass(description):
         return description
     changed = tuple(

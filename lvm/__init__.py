@@ -53,7 +53,15 @@ from lvm.estimators import (
 )
 from lvm.flows import ConditionalIAF, Flow, iaf, iaf_bijection
 from lvm.joint import Joint
-from lvm.models import VAE, GaussianMixture, LinearGaussian, VAEConfig
+from lvm.models import (
+    VAE,
+    GaussianMixture,
+    LinearGaussian,
+    TwoLayerVAE,
+    TwoLayerVAEConfig,
+    VAEConfig,
+    init_pseudo_inputs,
+)
 
 __all__ = [
     "AIS",
@@ -79,7 +87,10 @@ __all__ = [
     "MultivariateNormal",
     "RelaxedBernoulli",
     "RelaxedCategorical",
+    "TwoLayerVAE",
+    "TwoLayerVAEConfig",
     "VAEConfig",
+    "init_pseudo_inputs",
     "WithBaseline",
     "effective_sample_size",
     "elbo",

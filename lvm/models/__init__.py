@@ -2,6 +2,15 @@
 
 from lvm.models.gmm import GaussianMixture
 from lvm.models.linear_gaussian import LinearGaussian
-from lvm.models.vae import VAE, VAEConfig
+from lvm.models.vae import VAE, VAEConfig, init_pseudo_inputs
+from lvm.models.vae2 import TwoLayerVAE, TwoLayerVAEConfig
 
-__all__ = ["VAE", "GaussianMixture", "LinearGaussian", "VAEConfig"]
+__all__ = [
+    "VAE",
+    "GaussianMixture",
+    "LinearGaussian",
+    "TwoLayerVAE",
+    "TwoLayerVAEConfig",
+    "VAEConfig",
+    "init_pseudo_inputs",
+]
