@@ -231,7 +231,9 @@ def _vamp(budget: Budget, data: BinarizedMNIST | None):
     num = budget.num_pseudo_inputs
     config = replace(model_config("vae_vamp_k1", budget), prior="vamp", num_pseudo_inputs=num)
     if data is None or len(data.train) < num:
-        raise ValueError(f"the VampPrior run initialises its pseudo-inputs from {num} training images")
+        raise ValueError(
+            f"the VampPrior run initialises its pseudo-inputs from {num} training images"
+        )
     images = np.asarray(data.train[:num])
 
     def build(key):

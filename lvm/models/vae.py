@@ -55,7 +55,7 @@ class VAEConfig:
     * ``prior``: ``"standard"`` (default, N(0, I)) or ``"mixture"``, a learned mixture of
       ``num_prior_components`` diagonal Gaussians (logits, means and log-scales trained with
       the rest): the lecture's Gaussian mixture as the VAE's prior; or ``"vamp"``, the
-      VampPrior (Tomczak & Welling, 2018), :math:`p(z) = \frac1K \sum_{k=1}^K q(z \mid u_k)`,
+      VampPrior (Tomczak & Welling, 2018), :math:`p(z) = \\frac1K \\sum_{k=1}^K q(z \\mid u_k)`,
       the encoder's posterior at ``num_pseudo_inputs`` (K) learned pseudo-inputs
       :math:`u_k` (:class:`VampPrior`).
     * ``architecture``: ``"mlp"`` (default, ``hidden_sizes`` each way) or ``"conv"``, a
@@ -217,11 +217,13 @@ class VampPrior(eqx.Module):
 
     ``raw`` holds the unconstrained parameters, one row per pseudo-input. For a Bernoulli
     likelihood the pseudo-inputs live in [0, 1] through a hardtanh,
-    :math:`u_k = \mathrm{clip}(\text{raw}_k, 0, 1)` (the parameterisation of the authors'
-    code), so that binary training images are pseudo-inputs exactly
-    (:func:`init_pseudo_inputs`); for a Gaussian likelihood :math:`u_k = \text{raw}_k`.
-    The default initialisation is the authors' small noise, :math:`\mathcal N(0.05, 0.01^2)`
-    per pixel.
+    :math:`u_k = \mathrm{clip}(\text{raw}_k, 0, 1)`, so that binary training images are
+    pseudo-inputs exactly (:func:`init_pseudo_inputs`; a sigmoid, which the authors' code
+    also uses, cannot reach 0 or 1); for a Gaussian likelihood :math:`u_k = \text{raw}_k`.
+    The default initialisation is small noise, :math:`\text{raw} \sim \mathcal N(0.05,
+    0.01^2)` per pixel (faint grey images; the authors' code draws its pre-sigmoid weights
+    from :math:`\mathcal N(-0.05, 0.01^2)`). Outside [0, 1] the clip passes no gradient
+    (at exactly 0 or 1, as a binary image starts, JAX passes half of it).
     """
 
     raw: Float[Array, "K data_dim"]
@@ -237,14 +239,14 @@ class VampPrior(eqx.Module):
         return jnp.clip(self.raw, 0.0, 1.0) if self.bounded else self.raw
 
     def distribution(self, encode) -> Mixture:
-        """:math:`\frac1K \sum_k` ``encode(u_k)``, a uniform :class:`Mixture`: the K encodings
+        r""":math:`\frac1K \sum_k` ``encode(u_k)``, a uniform :class:`Mixture`: the K encodings
         do not depend on x or z, so under ``vmap`` over datapoints and particles they are
         computed once per evaluation of the prior."""
         components = jax.vmap(encode)(self.pseudo_inputs)
         return Mixture(jnp.zeros(self.raw.shape[0], self.raw.dtype), components)
 
 
-def init_pseudo_inputs(model: "VAE", x: Float[Array, "K data_dim"]) -> "VAE":
+def init_pseudo_inputs(model: "VAE", x: Float[Array | np.ndarray, "K data_dim"]) -> "VAE":
     """``model`` (a VAE with ``prior="vamp"``) with its pseudo-inputs set to the K datapoints
     ``x`` (e.g. K training images), the VampPrior paper's initialisation from data."""
     if model.config.prior != "vamp":

@@ -46,8 +46,8 @@ class TwoLayerVAEConfig:
     """
 
     data_dim: int = 784
-    latent_dims: tuple[int, int] = (100, 50)
-    hidden_sizes: tuple[tuple[int, ...], tuple[int, ...]] = ((200, 200), (100, 100))
+    latent_dims: tuple[int, ...] = (100, 50)
+    hidden_sizes: tuple[tuple[int, ...], ...] = ((200, 200), (100, 100))
     activation: str = "tanh"
     scale: str = "softplus"
 
@@ -105,6 +105,14 @@ class TwoLayerPosterior(eqx.Module):
 
     first: DiagonalNormal
     conditional: _GaussianHead
+    loc: Float[Array, " d"]
+
+    def __init__(self, first: DiagonalNormal, conditional: _GaussianHead):
+        self.first = first
+        self.conditional = conditional
+        # An array, not a property, so that shape-only tracing (``eqx.filter_eval_shape``)
+        # sees it; jit drops it where nothing reads it.
+        self.loc = jnp.concatenate([first.loc, conditional(first.loc).loc])
 
     def sample_and_log_prob(self, key: Key) -> tuple[Float[Array, " d"], Scalar]:
         k1, k2 = jax.random.split(key)
@@ -120,10 +128,6 @@ class TwoLayerPosterior(eqx.Module):
         d1 = self.first.loc.shape[0]
         z1, z2 = z[:d1], z[d1:]
         return self.first.log_prob(z1) + self.conditional(z1).log_prob(z2)
-
-    @property
-    def loc(self) -> Float[Array, " d"]:
-        return jnp.concatenate([self.first.loc, self.conditional(self.first.loc).loc])
 
 
 class TwoLayerPrior(eqx.Module):
