@@ -218,8 +218,9 @@ class VampPrior(eqx.Module):
     ``raw`` holds the unconstrained parameters, one row per pseudo-input. For a Bernoulli
     likelihood the pseudo-inputs live in [0, 1] through a hardtanh,
     :math:`u_k = \mathrm{clip}(\text{raw}_k, 0, 1)`, so that binary training images are
-    pseudo-inputs exactly (:func:`init_pseudo_inputs`; a sigmoid, which the authors' code
-    also uses, cannot reach 0 or 1); for a Gaussian likelihood :math:`u_k = \text{raw}_k`.
+    pseudo-inputs exactly (:func:`init_pseudo_inputs`; the sigmoid of the authors' code,
+    ``models/Model.py``, cannot reach 0 or 1); for a Gaussian likelihood
+    :math:`u_k = \text{raw}_k`.
     The default initialisation is small noise, :math:`\text{raw} \sim \mathcal N(0.05,
     0.01^2)` per pixel (faint grey images; the authors' code draws its pre-sigmoid weights
     from :math:`\mathcal N(-0.05, 0.01^2)`). Outside [0, 1] the clip passes no gradient
