@@ -37,7 +37,8 @@ import numpy as np
 from lvm import ELBO, IWAE, DiagonalNormal, sample_n
 from lvm.data.mnist import BinarizedMNIST, load_binarized_mnist
 from lvm.models.sbn import BernoulliVAE, BernoulliVAEConfig
-from lvm.models.vae import VAE, VAEConfig
+from lvm.models.vae import VAE, VAEConfig, init_pseudo_inputs
+from lvm.models.vae2 import TwoLayerVAE, TwoLayerVAEConfig
 from lvm.train import TrainConfig, run_keys, train
 
 
@@ -88,7 +89,8 @@ def parse_args(argv, description: str) -> argparse.Namespace:
 #: (Tucker et al., 2019): same objective, lower-variance encoder gradient. "VAE k=1, IAF q":
 #: the ELBO with q(z|x) an inverse autoregressive flow on the encoder's Gaussian (Kingma et
 #: al., 2016; ``VAEConfig(posterior="iaf")``: two IAF layers of 200 units conditioned on the
-#: encoder's last hidden layer).
+#: encoder's last hidden layer). "VampPrior" = the one-layer VAE with a VampPrior (Tomczak & Welling, 2018); "2 layers" = two stochastic
+#: layers (Burda et al., 2016): their models are in :data:`ARCHITECTURES`.
 RUNS = {
     "vae_k1": ELBO(1),
     "vae_k5": ELBO(5),
@@ -105,6 +107,9 @@ RUNS = {
     "sbn_vimco_k5": IWAE(5, gradient="vimco"),
     "sbn_concrete": ELBO(1, gradient="concrete", temperature=2 / 3),
     "vae_iaf_k1": ELBO(1),
+    "vae_vamp_k1": ELBO(1),
+    "vae2l_k1": ELBO(1),
+    "iwae2l_k5": IWAE(5),
 }
 #: The runs whose latents are binary: no posterior mean for active units, no AIS (HMC
 #: needs a continuous z); their published numbers are training ELBOs (:data:`PUBLISHED_TRAIN_ELBO`).
@@ -123,6 +128,9 @@ LABELS = {
     "sbn_vimco_k5": "200 binary z, VIMCO k=5",
     "sbn_concrete": "200 binary z, Concrete τ=2/3",
     "vae_iaf_k1": "VAE, k=1, IAF q",
+    "vae_vamp_k1": "VAE, VampPrior, k=1",
+    "vae2l_k1": "VAE, 2 layers, k=1",
+    "iwae2l_k5": "IWAE, 2 layers, k=5",
     "vae2d_k1": "VAE, 2-D latent, k=1",
 }
 RUN_COLORS = {
@@ -137,6 +145,9 @@ RUN_COLORS = {
     "sbn_vimco_k5": "tab:pink",
     "sbn_concrete": "tab:green",
     "vae_iaf_k1": "tab:green",
+    "vae_vamp_k1": "tab:brown",
+    "vae2l_k1": "tab:pink",
+    "iwae2l_k5": "tab:green",
 }
 
 #: Burda et al. (2016), Table 1, MNIST, one stochastic layer (784-200-200-50, tanh),
@@ -159,6 +170,11 @@ PUBLISHED = {
     # Kingma et al. (2016) report their IAF VAEs with convolutional ResNet encoders and
     # decoders, not this MLP: no comparable published row.
     "vae_iaf_k1": (None, None),
+    # Tomczak & Welling (2018) and Burda et al.'s two-layer rows: not yet checked against the
+    # papers, so not shown.
+    "vae_vamp_k1": (None, None),
+    "vae2l_k1": (None, None),
+    "iwae2l_k5": (None, None),
 }
 PUBLISHED_SOURCE = (
     "Burda, Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, Table 1: "
@@ -195,6 +211,12 @@ class Budget:
     learning_rate: float = 1e-3
     hidden_sizes: tuple[int, ...] = (200, 200)
     latent_dim: int = 50
+    #: the VampPrior's K (Tomczak & Welling, 2018), initialised from the first K training images
+    num_pseudo_inputs: int = 500
+    #: the two-stochastic-layer model (Burda et al., 2016): sizes of (z1, z2), and the hidden
+    #: layers between x and z1 and between z1 and z2
+    two_layer_latent_dims: tuple[int, int] = (100, 50)
+    two_layer_hidden_sizes: tuple[tuple[int, ...], tuple[int, ...]] = ((200, 200), (100, 100))
     #: None = the whole split (50,000 / 10,000); else the first n images in TFDS's order.
     num_train: int | None = None
     num_validation: int | None = None
@@ -217,6 +239,9 @@ class Budget:
             num_epochs_2d=1,
             hidden_sizes=(32,),
             latent_dim=4,
+            num_pseudo_inputs=50,
+            two_layer_latent_dims=(8, 4),
+            two_layer_hidden_sizes=((32,), (16,)),
             num_train=500,
             num_validation=100,
             num_test=20,
@@ -258,7 +283,31 @@ def model_config(name: str, budget: Budget) -> VAEConfig:
 #: returning ``(description, build)``, a hashable description of the architecture (it enters
 #: the run folder's fingerprint) and ``build(key) -> model`` (any amortized model; ``data``
 #: for initialisations that look at the training images, e.g. pseudo-inputs).
-ARCHITECTURES: dict = {}
+def _vamp(budget: Budget, data: BinarizedMNIST | None):
+    """The library VAE with a VampPrior, its K pseudo-inputs the first K training images."""
+    num = budget.num_pseudo_inputs
+    config = replace(model_config("vae_vamp_k1", budget), prior="vamp", num_pseudo_inputs=num)
+    if data is None or len(data.train) < num:
+        raise ValueError(
+            f"the VampPrior run initialises its pseudo-inputs from {num} training images"
+        )
+    images = np.asarray(data.train[:num])
+
+    def build(key):
+        return init_pseudo_inputs(VAE(config, key=key), images)
+
+    return (config, f"pseudo-inputs: the first {num} training images"), build
+
+
+def _two_layer(budget: Budget, data: BinarizedMNIST | None):
+    """Burda et al.'s two stochastic layers, :class:`lvm.TwoLayerVAE`."""
+    config = TwoLayerVAEConfig(
+        latent_dims=budget.two_layer_latent_dims, hidden_sizes=budget.two_layer_hidden_sizes
+    )
+    return config, functools.partial(TwoLayerVAE, config)
+
+
+ARCHITECTURES: dict = {"vae_vamp_k1": _vamp, "vae2l_k1": _two_layer, "iwae2l_k5": _two_layer}
 
 
 def _bernoulli_vae(name: str, budget: Budget, data: BinarizedMNIST | None = None):
@@ -339,7 +388,10 @@ def run_dir(runs_dir: Path, name: str, config: TrainConfig, num_train: int, mode
 def _non_default_fields(description):
     """A dataclass description by its class name and the fields that differ from their
     defaults, so that a new option with a default (a new ``VAEConfig`` field) leaves the
-    folders of existing runs where they are; any other description as it is."""
+    folders of existing runs where they are; a tuple entry by entry; any other description
+    as it is."""
+    if isinstance(description, tuple):
+        return tuple(_non_default_fields(d) for d in description)
     if not dataclasses.is_dataclass(description):
         return description
     changed = tuple(

@@ -59,7 +59,10 @@ from lvm.models import (
     BernoulliVAEConfig,
     GaussianMixture,
     LinearGaussian,
+    TwoLayerVAE,
+    TwoLayerVAEConfig,
     VAEConfig,
+    init_pseudo_inputs,
 )
 
 __all__ = [
@@ -88,7 +91,10 @@ __all__ = [
     "MultivariateNormal",
     "RelaxedBernoulli",
     "RelaxedCategorical",
+    "TwoLayerVAE",
+    "TwoLayerVAEConfig",
     "VAEConfig",
+    "init_pseudo_inputs",
     "WithBaseline",
     "effective_sample_size",
     "elbo",

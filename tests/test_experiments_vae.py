@@ -100,9 +100,21 @@ def test_loglik_table_quick(tmp_path):
         "sbn_vimco_k5",
         "sbn_concrete",
         "vae_iaf_k1",
+        "vae_vamp_k1",
+        "vae2l_k1",
+        "iwae2l_k5",
     ]
     discrete = {"sbn_nvil", "sbn_vimco_k5", "sbn_concrete"}
-    latent_dim = results["config"]["budget"]["latent_dim"]
+    budget = results["config"]["budget"]
+    assert rows["vae_vamp_k1"]["latent_dim"] == budget["latent_dim"]
+    assert rows["vae2l_k1"]["latent_dim"] == sum(budget["two_layer_latent_dims"])
+    for name in ("vae2l_k1", "iwae2l_k5"):
+        # Active units of a two-layer model: z1 and z2 counted apart, "a+b" in the table.
+        a, b = rows[name]["active_units_by_layer"]
+        assert a + b == rows[name]["active_units"]
+        assert 0 <= a <= budget["two_layer_latent_dims"][0]
+        assert 0 <= b <= budget["two_layer_latent_dims"][1]
+        assert f"| {a}+{b} |" in (tmp_path / "vae_loglik_table.md").read_text()
     per_image = {name: np.asarray(v) for name, v in results["log_px_per_image"].items()}
     for name, base in (("iwae_k5_dreg", "iwae_k5"), ("iwae_k50_dreg", "iwae_k50")):
         # DReG against plain IWAE of the same k, rechecked with scipy's paired t-test.
@@ -117,7 +129,7 @@ def test_loglik_table_quick(tmp_path):
             assert row["active_units"] is None and row["ais_log_px"] is None
             assert math.isfinite(row["train_elbo"]) and math.isfinite(row["last_epoch_train_bound"])
         else:
-            assert 0 <= row["active_units"] <= latent_dim
+            assert 0 <= row["active_units"] <= row["latent_dim"]
         assert per_image[name].shape == (results["num_test_images"],)
         np.testing.assert_allclose(row["log_px"], per_image[name].mean(), rtol=1e-12)
         np.testing.assert_allclose(row["log_px_sem"], scipy.stats.sem(per_image[name]), rtol=1e-9)

@@ -3,7 +3,8 @@
 from lvm.models.gmm import GaussianMixture
 from lvm.models.linear_gaussian import LinearGaussian
 from lvm.models.sbn import BernoulliVAE, BernoulliVAEConfig
-from lvm.models.vae import VAE, VAEConfig
+from lvm.models.vae import VAE, VAEConfig, init_pseudo_inputs
+from lvm.models.vae2 import TwoLayerVAE, TwoLayerVAEConfig
 
 __all__ = [
     "VAE",
@@ -11,5 +12,8 @@ __all__ = [
     "BernoulliVAEConfig",
     "GaussianMixture",
     "LinearGaussian",
+    "TwoLayerVAE",
+    "TwoLayerVAEConfig",
     "VAEConfig",
+    "init_pseudo_inputs",
 ]

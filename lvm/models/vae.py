@@ -55,7 +55,10 @@ class VAEConfig:
       (the known failure of Gaussian decoders; the README gives the measurement).
     * ``prior``: ``"standard"`` (default, N(0, I)) or ``"mixture"``, a learned mixture of
       ``num_prior_components`` diagonal Gaussians (logits, means and log-scales trained with
-      the rest): the lecture's Gaussian mixture as the VAE's prior.
+      the rest): the lecture's Gaussian mixture as the VAE's prior; or ``"vamp"``, the
+      VampPrior (Tomczak & Welling, 2018), :math:`p(z) = \\frac1K \\sum_{k=1}^K q(z \\mid u_k)`,
+      the encoder's posterior at ``num_pseudo_inputs`` (K) learned pseudo-inputs
+      :math:`u_k` (:class:`VampPrior`).
     * ``architecture``: ``"mlp"`` (default, ``hidden_sizes`` each way) or ``"conv"``, a
       convolutional encoder and decoder for 28 x 28 images (``data_dim`` 784, the image stored
       flat): two stride-2 3 x 3 convolutions (32, 64 channels) to 7 x 7 and ``hidden_sizes[0]``
@@ -86,6 +89,7 @@ class VAEConfig:
     posterior: str = "gaussian"
     num_flow_layers: int = 2
     flow_width: int = 200
+    num_pseudo_inputs: int = 500
 
     def __post_init__(self):
         sizes = (
@@ -94,12 +98,13 @@ class VAEConfig:
             self.num_prior_components,
             self.num_flow_layers,
             self.flow_width,
+            self.num_pseudo_inputs,
             *self.hidden_sizes,
         )
         if any(isinstance(n, bool) or not isinstance(n, int | np.integer) for n in sizes):
             raise TypeError(
-                "layer sizes, num_prior_components, num_flow_layers and flow_width must be "
-                f"ints, got {self}"
+                "layer sizes, num_prior_components, num_pseudo_inputs, num_flow_layers and "
+                f"flow_width must be ints, got {self}"
             )
         object.__setattr__(self, "hidden_sizes", tuple(int(h) for h in self.hidden_sizes))
         if min(sizes) < 1 or not self.hidden_sizes:
@@ -110,7 +115,7 @@ class VAEConfig:
             "activation": tuple(sorted(_ACTIVATIONS)),
             "scale": _SCALES,
             "likelihood": ("bernoulli", "gaussian"),
-            "prior": ("standard", "mixture"),
+            "prior": ("standard", "mixture", "vamp"),
             "architecture": ("mlp", "conv"),
             "posterior": ("gaussian", "iaf"),
         }
@@ -253,9 +258,59 @@ class MixturePrior(eqx.Module):
         return Mixture(self.logits, jax.vmap(DiagonalNormal)(self.loc, jnp.exp(self.log_scale)))
 
 
+class VampPrior(eqx.Module):
+    r"""The VampPrior's learned pseudo-inputs (Tomczak & Welling, 2018):
+    :math:`p(z) = \frac1K \sum_{k=1}^K q_\phi(z \mid u_k)`, the encoder at K points of data space.
+
+    ``raw`` holds the unconstrained parameters, one row per pseudo-input. For a Bernoulli
+    likelihood the pseudo-inputs live in [0, 1] through a hardtanh,
+    :math:`u_k = \mathrm{clip}(\text{raw}_k, 0, 1)`, so that binary training images are
+    pseudo-inputs exactly (:func:`init_pseudo_inputs`; the sigmoid of the authors' code,
+    ``models/Model.py``, cannot reach 0 or 1); for a Gaussian likelihood
+    :math:`u_k = \text{raw}_k`.
+    The default initialisation is small noise, :math:`\text{raw} \sim \mathcal N(0.05,
+    0.01^2)` per pixel (faint grey images; the authors' code draws its pre-sigmoid weights
+    from :math:`\mathcal N(-0.05, 0.01^2)`). Outside [0, 1] the clip passes no gradient
+    (at exactly 0 or 1, as a binary image starts, JAX passes half of it).
+    """
+
+    raw: Float[Array, "K data_dim"]
+    bounded: bool = eqx.field(static=True)
+
+    def __init__(self, num_pseudo_inputs: int, data_dim: int, *, bounded: bool, key: Key):
+        self.raw = 0.05 + 0.01 * jax.random.normal(key, (num_pseudo_inputs, data_dim))
+        self.bounded = bounded
+
+    @property
+    def pseudo_inputs(self) -> Float[Array, "K data_dim"]:
+        """The pseudo-inputs :math:`u_k`, in the data's space (the encoder's input)."""
+        return jnp.clip(self.raw, 0.0, 1.0) if self.bounded else self.raw
+
+    def distribution(self, encode) -> Mixture:
+        r""":math:`\frac1K \sum_k` ``encode(u_k)``, a uniform :class:`Mixture`: the K encodings
+        do not depend on x or z, so under ``vmap`` over datapoints and particles they are
+        computed once per evaluation of the prior."""
+        components = jax.vmap(encode)(self.pseudo_inputs)
+        return Mixture(jnp.zeros(self.raw.shape[0], self.raw.dtype), components)
+
+
+def init_pseudo_inputs(model: "VAE", x: Float[Array | np.ndarray, "K data_dim"]) -> "VAE":
+    """``model`` (a VAE with ``prior="vamp"``) with its pseudo-inputs set to the K datapoints
+    ``x`` (e.g. K training images), the VampPrior paper's initialisation from data."""
+    if model.config.prior != "vamp":
+        raise ValueError(f"model must have prior='vamp', got prior={model.config.prior!r}")
+    shape = model.prior_params.raw.shape
+    x = jnp.asarray(x, model.prior_params.raw.dtype)
+    if x.shape != shape:
+        raise ValueError(f"x must have shape {shape} (num_pseudo_inputs, data_dim), got {x.shape}")
+    if model.prior_params.bounded and bool(jnp.any((x < 0.0) | (x > 1.0))):
+        raise ValueError("x must lie in [0, 1]: a Bernoulli VAE's pseudo-inputs are clipped to it")
+    return eqx.tree_at(lambda m: m.prior_params.raw, model, x)
+
+
 class VAE(eqx.Module):
-    """Encoder q(z|x) (diagonal Gaussian, or an IAF on top of it), decoder p(x|z) (Bernoulli or Gaussian), prior p(z)
-    (N(0, I) or a learned mixture); see :class:`VAEConfig` for the options.
+    """Encoder q(z|x) (diagonal Gaussian, or an IAF on top of it), decoder p(x|z) (Bernoulli or
+    Gaussian), prior p(z) (N(0, I), a learned mixture or a VampPrior); see :class:`VAEConfig`.
 
     Every method acts on one datapoint ``x`` of shape ``(data_dim,)`` and one latent ``z`` of
     shape ``(latent_dim,)``; batch with :func:`jax.vmap` outside.
@@ -263,7 +318,7 @@ class VAE(eqx.Module):
 
     encoder: _MLP | _ConvEncoder | _IAFEncoder
     decoder: _MLP | _ConvDecoder
-    prior_params: MixturePrior | None
+    prior_params: MixturePrior | VampPrior | None
     config: VAEConfig = eqx.field(static=True)
 
     def __init__(self, config: VAEConfig = VAEConfig(), *, key: Key):
@@ -290,11 +345,15 @@ class VAE(eqx.Module):
             self.decoder = _MLP(
                 (c.latent_dim, *c.hidden_sizes[::-1], c.decoder_outputs), c.activation, key=dec_key
             )
-        self.prior_params = (
-            MixturePrior(c.num_prior_components, c.latent_dim, key=jax.random.fold_in(key, 2))
-            if c.prior == "mixture"
-            else None
-        )
+        prior_key = jax.random.fold_in(key, 2)
+        self.prior_params = None
+        if c.prior == "mixture":
+            self.prior_params = MixturePrior(c.num_prior_components, c.latent_dim, key=prior_key)
+        elif c.prior == "vamp":
+            bounded = c.likelihood == "bernoulli"
+            self.prior_params = VampPrior(
+                c.num_pseudo_inputs, c.data_dim, bounded=bounded, key=prior_key
+            )
         self.config = config
 
     def encode(self, x: Float[Array, " data_dim"]) -> DiagonalNormal | Flow:
@@ -341,7 +400,9 @@ class VAE(eqx.Module):
         return jax.nn.sigmoid(self.decode(z))
 
     def prior(self) -> DiagonalNormal | Mixture:
-        """p(z): N(0, I), or the learned mixture."""
+        """p(z): N(0, I), the learned mixture, or the VampPrior's mixture of encodings."""
+        if isinstance(self.prior_params, VampPrior):
+            return self.prior_params.distribution(self.encode)
         if self.prior_params is not None:
             return self.prior_params.distribution()
         dim = self.config.latent_dim
