@@ -55,28 +55,60 @@ def kmeans_plusplus(
     return centres
 
 
+def kmeans_objective(
+    x: Float[Array, "N D"],
+    centres: Float[Array, "K D"],
+    *,
+    sample_weight: Float[Array, " N"] | None = None,
+) -> Float[Array, ""]:
+    r"""The k-means objective :math:`\sum_n w_n \min_k \lVert x_n - c_k \rVert^2` (scikit-learn's inertia)."""
+    d2 = jnp.min(squared_distances(x, centres), -1)
+    return jnp.sum(d2) if sample_weight is None else sample_weight @ d2
+
+
 def kmeans(
     key: Key,
     x: Float[Array, "N D"],
     num_clusters: int,
     *,
-    num_iters: int = 10,
+    num_iters: int | Int[Array, ""] = 10,
+    tol: float | Float[Array, ""] = 0.0,
     sample_weight: Float[Array, " N"] | None = None,
 ) -> tuple[Float[Array, "K D"], Int[Array, " N"]]:
-    """Lloyd's algorithm from k-means++ seeds; returns (centres, labels).
+    r"""Lloyd's algorithm from k-means++ seeds; returns (centres, labels).
 
-    A cluster that loses all its points keeps its previous centre.
+    At most ``num_iters`` iterations (assign every point to its nearest centre, move every
+    centre to the weighted mean of its points). It stops earlier when no assignment
+    changes (a fixed point: further iterations would change nothing, so the result is that
+    of exactly ``num_iters`` iterations), or, as scikit-learn's ``KMeans(tol=...)``, when the
+    centres moved by :math:`\sum_k \lVert c_k^{t} - c_k^{t-1} \rVert^2 \le`
+    ``tol`` times the mean (weighted) variance of the features (``tol=0``: only the first
+    rule). No iteration increases :func:`kmeans_objective`. A cluster that loses all its
+    points keeps its previous centre. The returned labels are the nearest centres to the
+    returned centres.
     """
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
     centres = kmeans_plusplus(key, x, num_clusters, sample_weight=w)
+    mean = w @ x / jnp.sum(w)
+    threshold = tol * jnp.mean(w @ (x - mean[None, :]) ** 2 / jnp.sum(w))
 
-    def lloyd(_, centres):
-        labels = jnp.argmin(squared_distances(x, centres), -1)
+    def cond(carry):
+        i, _, _, moving = carry
+        return (i < num_iters) & moving
+
+    def body(carry):
+        i, centres, labels, _ = carry
         onehot = jax.nn.one_hot(labels, num_clusters, dtype=x.dtype) * w[:, None]
         count = jnp.sum(onehot, 0)
         sums = onehot.T @ x
         safe = jnp.where(count > 0, count, 1.0)[:, None]
-        return jnp.where(count[:, None] > 0, sums / safe, centres)
+        new = jnp.where(count[:, None] > 0, sums / safe, centres)
+        new_labels = jnp.argmin(squared_distances(x, new), -1)
+        shift = jnp.sum((new - centres) ** 2)
+        moving = jnp.any(new_labels != labels) & (shift > threshold)
+        return i + 1, new, new_labels, moving
 
-    centres = jax.lax.fori_loop(0, num_iters, lloyd, centres)
-    return centres, jnp.argmin(squared_distances(x, centres), -1)
+    labels = jnp.argmin(squared_distances(x, centres), -1)
+    init = (jnp.asarray(0), centres, labels, jnp.asarray(True))
+    _, centres, labels, _ = jax.lax.while_loop(cond, body, init)
+    return centres, labels
