@@ -43,7 +43,7 @@ from lvm._checks import check_choice, check_non_negative, check_not_nan, check_p
 from lvm.fit import _expfam as ef
 from lvm.fit import _standardize as stdz
 from lvm.fit._data import check_finite_result, check_mixture_data
-from lvm.fit.initialization import initial
+from lvm.fit.initialization import initial, kmeans_setting
 from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
 from lvm.sharding import host_value
 from lvm.types import Key, Scalar
@@ -118,14 +118,14 @@ def _fit_impl(
     covariance_type,
     max_iter,
     restarts,
-    kiters,
+    kmeans,
     layout,
 ):
     weight = jnp.ones(x.shape[0], x.dtype) if weight is None else weight
     a, phi, weight, reg = ef.prepare(x, weight, reg_covar, covariance_type, layout)
 
     def one_restart(k):
-        p0 = initial(k, phi, weight, reg, num_components, covariance_type, kiters, layout)
+        p0 = initial(k, phi, weight, reg, a.scale, num_components, covariance_type, kmeans, layout)
         return _run(p0, phi, weight, reg, tol, max_iter, layout)
 
     keys = jax.random.split(key, restarts)
@@ -170,7 +170,7 @@ _fit_jit = jax.jit(
         "covariance_type",
         "max_iter",
         "restarts",
-        "kiters",
+        "kmeans",
         "layout",
     ),
 )
@@ -261,7 +261,8 @@ def fit_em(
     max_iter: int = 100,
     reg_covar: float = 1e-6,
     sample_weight: Float[ArrayLike, " N"] | None = None,
-    kmeans_iters: int = 0,
+    kmeans_iters: int = 300,
+    kmeans_local_trials: int | None = None,
 ) -> EMResult:
     """Fit a K-component mixture by EM from k-means++ initialisations, best of several restarts.
 
@@ -304,7 +305,7 @@ def fit_em(
         covariance_type=covariance_type,
         max_iter=max_iter,
         restarts=restarts,
-        kiters=int(kmeans_iters),
+        kmeans=kmeans_setting(kmeans_iters, kmeans_local_trials),
         layout=ef.row_layout(x),
     )
     return _checked(result, reg_covar, tol)

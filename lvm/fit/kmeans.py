@@ -11,6 +11,7 @@ assignments :math:`z_n = \arg\min_k \lVert x_n - c_k \rVert^2` and weighted mean
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jaxtyping import Array, Float, Int
 
 from lvm.types import Key
@@ -35,10 +36,21 @@ def kmeans_plusplus(
     num_clusters: int,
     *,
     sample_weight: Float[Array, " N"] | None = None,
+    num_local_trials: int | None = 1,
 ) -> Float[Array, "K D"]:
-    """k-means++ seeding: ``num_clusters`` centres chosen among the rows of x."""
+    r"""k-means++ seeding: ``num_clusters`` centres chosen among the rows of x.
+
+    ``num_local_trials`` L: each new centre is the best of L candidates drawn from the
+    :math:`D^2` distribution, the one that leaves the smallest
+    :math:`\sum_n w_n \min_j \lVert x_n - c_j \rVert^2` ("greedy" k-means++, as
+    scikit-learn's ``kmeans_plusplus``); ``None`` is scikit-learn's choice
+    :math:`L = 2 + \lfloor \log K \rfloor`, and 1 is plain k-means++.
+    """
     n, d = x.shape
     w = jnp.ones(n, x.dtype) if sample_weight is None else sample_weight
+    trials = 2 + int(np.log(num_clusters)) if num_local_trials is None else num_local_trials
+    if trials < 1:
+        raise ValueError(f"num_local_trials must be >= 1 or None, got {num_local_trials}")
     keys = jax.random.split(key, num_clusters)
     first = jax.random.categorical(keys[0], _log_or_uniform(w))
     centres = jnp.zeros((num_clusters, d), x.dtype).at[0].set(x[first])
@@ -46,10 +58,16 @@ def kmeans_plusplus(
 
     def add_centre(j, carry):
         centres, min_d2 = carry
-        idx = jax.random.categorical(keys[j], _log_or_uniform(w * min_d2))
-        centres = centres.at[j].set(x[idx])
-        min_d2 = jnp.minimum(min_d2, jnp.sum((x - x[idx][None, :]) ** 2, -1))
-        return centres, min_d2
+        logits = _log_or_uniform(w * min_d2)
+        if trials == 1:
+            idx = jax.random.categorical(keys[j], logits)
+            new_d2 = jnp.minimum(min_d2, jnp.sum((x - x[idx][None, :]) ** 2, -1))
+        else:
+            cand = jax.random.categorical(keys[j], logits, shape=(trials,))
+            d2 = jnp.minimum(min_d2[None, :], squared_distances(x[cand], x))  # (L, N)
+            best = jnp.argmin(d2 @ w)
+            idx, new_d2 = cand[best], d2[best]
+        return centres.at[j].set(x[idx]), new_d2
 
     centres, _ = jax.lax.fori_loop(1, num_clusters, add_centre, (centres, min_d2))
     return centres
@@ -74,8 +92,9 @@ def kmeans(
     num_iters: int | Int[Array, ""] = 10,
     tol: float | Float[Array, ""] = 0.0,
     sample_weight: Float[Array, " N"] | None = None,
+    num_local_trials: int | None = 1,
 ) -> tuple[Float[Array, "K D"], Int[Array, " N"]]:
-    r"""Lloyd's algorithm from k-means++ seeds; returns (centres, labels).
+    r"""Lloyd's algorithm from k-means++ seeds (``num_local_trials``: :func:`kmeans_plusplus`); returns (centres, labels).
 
     At most ``num_iters`` iterations (assign every point to its nearest centre, move every
     centre to the weighted mean of its points). It stops earlier when no assignment
@@ -88,7 +107,9 @@ def kmeans(
     returned centres.
     """
     w = jnp.ones(x.shape[0], x.dtype) if sample_weight is None else sample_weight
-    centres = kmeans_plusplus(key, x, num_clusters, sample_weight=w)
+    centres = kmeans_plusplus(
+        key, x, num_clusters, sample_weight=w, num_local_trials=num_local_trials
+    )
     mean = w @ x / jnp.sum(w)
     threshold = tol * jnp.mean(w @ (x - mean[None, :]) ** 2 / jnp.sum(w))
 
