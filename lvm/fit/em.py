@@ -266,9 +266,12 @@ def fit_em(
 ) -> EMResult:
     """Fit a K-component mixture by EM from k-means++ initialisations, best of several restarts.
 
-    Each restart draws k-means++ centres (optionally refined by ``kmeans_iters``
-    Lloyd iterations) from its own key ``split(key, num_restarts)[r]``, assigns
-    every point to its nearest centre and takes one M-step; then EM runs until
+    Each restart starts as scikit-learn's ``init_params="kmeans"``: greedy k-means++
+    centres from its own key ``split(key, num_restarts)[r]``, refined by Lloyd's
+    iterations until no assignment changes (or the centres move less than 1e-4 of the
+    data's mean variance, or ``kmeans_iters`` iterations), k-means in the data's own
+    units; every point goes to its nearest centre and one M-step fits the hard
+    clusters (:func:`lvm.fit.initialize`). Then EM runs until
     :math:`|\\ell_t - \\ell_{t-1}| <` ``tol`` nats/point or ``max_iter`` iterations. All
     restarts run at once (``vmap``), in one jit-compiled call; the one with the
     highest final log-likelihood is returned.
@@ -284,7 +287,9 @@ def fit_em(
         max_iter: most EM iterations (also the length of ``trace``).
         reg_covar: covariance floor epsilon (as scikit-learn's).
         sample_weight: optional non-negative weights, (N,).
-        kmeans_iters: Lloyd iterations after k-means++ seeding (0: seeds only).
+        kmeans_iters: most Lloyd iterations after the seeding (0: seeds only).
+        kmeans_local_trials: candidates per k-means++ centre, the best kept (``None``:
+            scikit-learn's 2 + floor(log K); 1: plain k-means++).
 
     Returns:
         :class:`EMResult`. Raises ``ValueError`` when every restart failed (a non-finite

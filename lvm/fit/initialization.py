@@ -1,6 +1,7 @@
-"""EM's starting point: k-means++ centres, hard assignments, one M-step.
+"""EM's starting point: k-means centres, hard assignments, one M-step (scikit-learn's
+``init_params="kmeans"``).
 
-Each point goes to its nearest centre (k-means++ seeds, optionally refined by Lloyd's
+Each point goes to its nearest centre (greedy k-means++ seeds refined by Lloyd's
 iterations, :mod:`lvm.fit.kmeans`); the mixture is the weighted maximum-likelihood fit
 to those hard assignments (:func:`lvm.fit._expfam.m_step`).
 """
@@ -72,7 +73,12 @@ def initialize(
     kmeans_iters: int = 300,
     kmeans_local_trials: int | None = None,
 ) -> GaussianMixture:
-    """The initial mixture :func:`lvm.fit.fit_em` starts a restart from (k-means++ -> hard M-step).
+    """The initial mixture :func:`lvm.fit.fit_em` starts a restart from (k-means -> hard M-step).
+
+    Greedy k-means++ seeds (``kmeans_local_trials`` candidates per centre, ``None``:
+    scikit-learn's 2 + floor(log K)), then at most ``kmeans_iters`` Lloyd iterations
+    (stopping at a fixed point or on scikit-learn's centre-shift tolerance
+    ``KMEANS_TOL``), in the data's own units; then the weighted M-step of the hard clusters.
 
     ``split(key, num_restarts)[r]`` passed here gives restart r's starting point. Raises
     ``ValueError`` if a hard cluster's covariance is not positive definite even with the
