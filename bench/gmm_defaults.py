@@ -17,6 +17,7 @@ digits (1797 x 64) reduced to 10 dimensions by PCA (not standardized). Usage::
 
     flock /tmp/lvm-heavy.lock python bench/gmm_defaults.py      # ~10 minutes on 2 shared cores
     python bench/gmm_defaults.py --quick                        # iris only, seconds
+    python bench/gmm_defaults.py --sweep [--cache-dir DIR]      # the cost of a K sweep
 """
 
 import argparse
@@ -44,6 +45,10 @@ def _standardize(x):
 
 def load(name: str) -> np.ndarray:
     """The data sets above, float64."""
+    if name == "old_faithful":
+        from lvm.data.old_faithful import load_old_faithful
+
+        return np.asarray(load_old_faithful(np.float64))
     if name == "digits_pca10":
         return PCA(10, random_state=0).fit_transform(datasets.load_digits().data)
     loader = {
@@ -118,6 +123,36 @@ def run(data, k, covariance_type, restarts, seeds, starts):
     return out
 
 
+def sweep(data, covariance_type, ks, restarts):
+    """A K sweep (as experiments/gmm_bic.py): seconds per K of the first fit_em call (compile
+    included: K is a static shape, so every K compiles), of a second call (warm), and of
+    scikit-learn's fit, one JSON line per K."""
+    x = load(data)
+    fit_sklearn(x, 2, covariance_type, restarts, 0)  # warm scikit-learn up
+    for k in ks:
+        t = time.perf_counter()
+        fit_lvm(x, k, covariance_type, restarts, 0, {})
+        first = time.perf_counter() - t
+        t = time.perf_counter()
+        fit_lvm(x, k, covariance_type, restarts, 1, {})
+        warm = time.perf_counter() - t
+        t = time.perf_counter()
+        fit_sklearn(x, k, covariance_type, restarts, 0)
+        sk = time.perf_counter() - t
+        row = {
+            "sweep": data,
+            "covariance_type": covariance_type,
+            "K": k,
+            "restarts": restarts,
+            "lvm_first_call_s": first,
+            "lvm_warm_s": warm,
+            "sklearn_s": sk,
+            "compilation_cache": jax.config.jax_compilation_cache_dir,
+            "load_average_1min": os.getloadavg()[0],
+        }
+        print(json.dumps(row), flush=True)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="iris, one K, seconds")
@@ -125,7 +160,16 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data", nargs="*", help="a subset of the data sets")
     parser.add_argument("--ks", type=int, nargs="*", help="a subset of K")
+    parser.add_argument("--sweep", action="store_true", help="time a K sweep instead")
+    parser.add_argument("--cache-dir", help="JAX's persistent compilation cache (for --sweep)")
     args = parser.parse_args(argv)
+    if args.sweep:
+        if args.cache_dir:
+            jax.config.update("jax_compilation_cache_dir", args.cache_dir)
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        for name in args.data or ["old_faithful", "digits_pca10"]:
+            sweep(name, "full", args.ks or range(1, 9), 10 if name == "old_faithful" else 5)
+        return
     # lvm's default start, and plain k-means++ seeds without Lloyd iterations (the seeding of the
     # default before, now in the data's own units).
     starts = {
