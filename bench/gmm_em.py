@@ -18,10 +18,21 @@ product) and times the parts of one lvm iteration: the fused pass over the data
 run alone over all the data (Phi @ H^T, (N x F) x (F x K), and R^T @ Phi,
 (K x N) x (N x F)), and the M-step's small algebra (K Cholesky factorisations),
 so the JSON says which operation dominates and how close an iteration comes to
-the matmul peak. Usage::
+the matmul peak.
+
+gmmx (the JAX peer, ``pip install -e '.[bench]'``; skipped when it is not installed or
+its (N, K, D) temporaries would exceed ``--gmmx-max-gb``) runs beside them: the same
+start (``GaussianMixtureModelJax.from_squeezed``), the same iteration counts through its
+own jitted ``EMFitter.fit`` (a ``while_loop``, here with ``tol=-1`` so that it runs
+exactly ``max_iter`` iterations), float32 and float64 (gmmx accepts only float32 arrays:
+for float64 the bench relaxes that dtype check, keeping its shape checks; gmmx's float32
+runs under ``jax.enable_x64(False)``, as its own constants would otherwise promote them).
+Its rows give its seconds per iteration, lvm's over gmmx's per round (interleaved, the
+median), the log-likelihood it reaches, and its E-step and M-step timed apart. Usage::
 
     flock /tmp/lvm-heavy.lock python bench/gmm_em.py            # a few minutes on 2 cores
     python bench/gmm_em.py --quick                              # seconds
+    python bench/gmm_em.py --large-n 200000                     # the gmmx table
 """
 
 import argparse
@@ -83,6 +94,119 @@ def _to_sklearn(params, covariance_type, reg_covar):
         sk.covariances_ = scale**2
         sk.precisions_cholesky_ = 1.0 / scale
     return sk
+
+
+def _moments(params):
+    """(weights, means, covariances) of an lvm mixture, numpy float64."""
+    weights = np.asarray(jax.nn.softmax(params.logits.astype(jnp.float64)))
+    scale = np.asarray(params.scale, np.float64)
+    if params.covariance_type == "full":
+        return weights, np.asarray(params.means, np.float64), scale @ np.swapaxes(scale, -1, -2)
+    return weights, np.asarray(params.means, np.float64), scale**2
+
+
+def _sklearn_score(weights, means, covariances, covariance_type, x64):
+    """Mean log-likelihood (nats/point) of a mixture given by its moments, by scikit-learn."""
+    sk = SkGMM(len(weights), covariance_type=covariance_type)
+    sk.weights_ = weights / weights.sum()
+    sk.means_ = means
+    sk.covariances_ = covariances
+    if covariance_type == "full":
+        sk.precisions_cholesky_ = np.swapaxes(
+            np.linalg.inv(np.linalg.cholesky(covariances)), -1, -2
+        )
+    else:
+        sk.precisions_cholesky_ = 1.0 / np.sqrt(covariances)
+    return float(sk.score(x64))
+
+
+def _gmmx():
+    """The gmmx module, with its float32-only dtype check relaxed to admit float64; or None."""
+    try:
+        import gmmx
+        import gmmx.gmm
+    except ImportError:
+        return None
+    check = gmmx.gmm.check_shape
+    if not getattr(check, "_lvm_bench", False):
+
+        def check_shape(array, expected):  # the shape check, at any float dtype
+            return check(
+                array.astype(jnp.float32) if array.dtype == jnp.float64 else array, expected
+            )
+
+        check_shape._lvm_bench = True
+        gmmx.gmm.check_shape = check_shape
+    return gmmx
+
+
+def gmmx_case(params0, x, x64, num_iters, ll_iters, reg_covar, dtype):
+    """Time gmmx's jitted EM (``EMFitter.fit``) from lvm's start; the same outputs as lvm_case."""
+    gmmx = _gmmx()
+    cov = params0.covariance_type
+    weights, means, covs = _moments(params0)
+    x = jnp.asarray(x, dtype)
+    x32 = dtype == jnp.float32
+
+    def run(fn):  # gmmx's float32 needs x64 off (its 2 pi constant would promote to float64)
+        if x32:
+            with jax.enable_x64(False):
+                return fn()
+        return fn()
+
+    def build():
+        g = gmmx.GaussianMixtureModelJax.from_squeezed(
+            means=np.asarray(means, dtype),
+            covariances=np.asarray(covs, dtype),
+            weights=np.asarray(weights, dtype),
+            covariance_type=cov,
+        )
+        fitters = {
+            n: gmmx.EMFitter(max_iter=n, tol=-1.0, reg_covar=reg_covar)
+            for n in (num_iters, ll_iters)
+        }
+        return g, fitters
+
+    g0, fitters = run(build)
+    fit = fitters[num_iters]
+    t = time.perf_counter()
+    run(lambda: jax.block_until_ready(fit.fit(x, g0)))  # compile and warm up
+    compile_s = time.perf_counter() - t
+    out = run(lambda: fitters[ll_iters].fit(x, g0))
+    assert int(out.n_iter) == ll_iters
+    gm = out.gmm
+    ll = _sklearn_score(
+        np.asarray(gm.weights, np.float64).reshape(-1),
+        np.asarray(gm.means, np.float64)[0, :, :, 0],
+        np.asarray(gm.covariances.values, np.float64)[0, :, :, :]
+        if cov == "full"
+        else np.asarray(gm.covariances.values, np.float64)[0, :, :, 0],
+        cov,
+        x64,
+    )
+
+    def timer():
+        t = time.perf_counter()
+        run(lambda: jax.block_until_ready(fit.fit(x, g0)))
+        return (time.perf_counter() - t) / num_iters
+
+    # E-step and M-step apart (gmmx's own methods, each jitted alone).
+    e_step = jax.jit(lambda x, g: fit.e_step(x, g))
+    m_step = jax.jit(lambda x, g, r: fit.m_step(x, g, r))
+    _, log_resp = run(lambda: jax.block_until_ready(e_step(x, g0)))
+    run(lambda: jax.block_until_ready(m_step(x, g0, log_resp)))
+    parts = {
+        "gmmx_estep_s": _timeit(lambda: run(lambda: jax.block_until_ready(e_step(x, g0))), 3),
+        "gmmx_mstep_s": _timeit(
+            lambda: run(lambda: jax.block_until_ready(m_step(x, g0, log_resp))), 3
+        ),
+    }
+    return ll, compile_s, parts, timer
+
+
+def _gmmx_fits(n, d, k, dtype, max_gb):
+    """Whether gmmx's largest temporaries, a few (N, K, D) arrays, fit in ``max_gb``."""
+    return 3 * n * k * d * jnp.dtype(dtype).itemsize / 1e9 <= max_gb
 
 
 def sklearn_iterations(sk, x, num_iters, between=()):
@@ -159,7 +283,7 @@ def lvm_case(params0, x, x64, num_iters, reg_covar, dtype):
     return total / num_iters, compile_s, setup_s, ll, parts, phi.shape[1], timer
 
 
-def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0):
+def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0, gmmx_max_gb=2.0):
     rng = np.random.default_rng(seed)
     x64 = synthetic(rng, n, d, k)
     x32 = x64.astype(np.float32)
@@ -175,14 +299,19 @@ def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0):
         ll = lvm_case(params0, data, x64, sk_iters, reg_covar, dtype)[3]
         # ... and at more iterations for a steadier time per iteration.
         runs[dtype] = (ll, *lvm_case(params0, data, x64, jax_iters, reg_covar, dtype))
+    peer = {}  # gmmx, where it is installed and its temporaries fit
+    for dtype in dtypes:
+        if _gmmx() is not None and _gmmx_fits(n, d, k, dtype, gmmx_max_gb):
+            data = x32 if dtype == jnp.float32 else x64
+            peer[dtype] = gmmx_case(params0, data, x64, jax_iters, sk_iters, reg_covar, dtype)
+    timers = [runs[dt][-1] for dt in dtypes] + [peer[dt][-1] for dt in peer]
     # scikit-learn from the same start, one iteration at a time, each followed by one
     # timed lvm run per dtype (interleaved, so both see the same background load).
     sk = _to_sklearn(params0, covariance_type, reg_covar)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        sk_times, lvm_rounds = sklearn_iterations(
-            sk, x64, sk_iters, between=[runs[dt][-1] for dt in dtypes]
-        )
+        sk_times, rounds_all = sklearn_iterations(sk, x64, sk_iters, between=timers)
+    lvm_rounds, peer_rounds = rounds_all[: len(dtypes)], rounds_all[len(dtypes) :]
     sk_s = float(sk_times.min())  # best iteration: the least disturbed by other processes
     sk_ll = float(sk.score(x64))
     for dtype, rounds in zip(dtypes, lvm_rounds, strict=True):
@@ -219,6 +348,36 @@ def run_case(name, n, d, k, covariance_type, sk_iters, jax_iters, peak, seed=0):
             "load_average_1min": os.getloadavg()[0],
         }
         print(json.dumps(row), flush=True)
+    for dtype, rounds in zip(peer, peer_rounds, strict=True):
+        ll, compile_s, parts, _ = peer[dtype]
+        lvm_ll, lvm_per_iter = runs[dtype][0], runs[dtype][1]
+        lvm_rounds_dt = lvm_rounds[dtypes.index(dtype)]
+        row = {
+            "case": name,
+            "peer": "gmmx",
+            "covariance_type": covariance_type,
+            "N": n,
+            "D": d,
+            "K": k,
+            "dtype": jnp.dtype(dtype).name,
+            "gmmx_s_per_iter": float(rounds.min()),
+            "gmmx_s_per_iter_median": float(np.median(rounds)),
+            "lvm_s_per_iter": min(lvm_per_iter, float(lvm_rounds_dt.min())),
+            "lvm_speedup_over_gmmx_median_interleaved": float(np.median(rounds / lvm_rounds_dt)),
+            "lvm_speedup_over_gmmx_best": float(rounds.min())
+            / min(lvm_per_iter, float(lvm_rounds_dt.min())),
+            "gmmx_speedup_over_sklearn_median_interleaved": float(np.median(sk_times / rounds)),
+            "gmmx_s_per_iter_interleaved": rounds.tolist(),
+            "gmmx_compile_and_first_run_s": compile_s,
+            "iters": sk_iters,
+            "ll_gmmx": ll,
+            "ll_lvm": lvm_ll,
+            "ll_sklearn": sk_ll,
+            "ll_gmmx_minus_sklearn": ll - sk_ll,
+            **parts,
+            "load_average_1min": os.getloadavg()[0],
+        }
+        print(json.dumps(row), flush=True)
 
 
 def main(argv=None):
@@ -226,6 +385,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="small N, seconds")
     parser.add_argument("--sklearn-iters", type=int, default=3)
     parser.add_argument("--lvm-iters", type=int, default=10)
+    parser.add_argument("--large-n", type=int, default=1_000_000, help="N of the large cases")
+    parser.add_argument(
+        "--gmmx-max-gb", type=float, default=2.0, help="skip gmmx where 3 N K D floats exceed this"
+    )
     args = parser.parse_args(argv)
     peak = {"float32": matmul_gflops(jnp.float32), "float64": matmul_gflops(jnp.float64)}
     print(
@@ -238,12 +401,12 @@ def main(argv=None):
             }
         )
     )
-    big = 20_000 if args.quick else 1_000_000
-    run_case("large", big, 16, 32, "full", args.sklearn_iters, args.lvm_iters, peak)
-    run_case("large", big, 16, 32, "diag", args.sklearn_iters, args.lvm_iters, peak)
-    run_case(
-        "small", 10_000, 2, 4, "full", 5 if args.quick else 50, 50 if args.quick else 500, peak
-    )
+    big = 20_000 if args.quick else args.large_n
+    gb = args.gmmx_max_gb
+    run_case("large", big, 16, 32, "full", args.sklearn_iters, args.lvm_iters, peak, gmmx_max_gb=gb)
+    run_case("large", big, 16, 32, "diag", args.sklearn_iters, args.lvm_iters, peak, gmmx_max_gb=gb)
+    small = (5, 50) if args.quick else (50, 500)
+    run_case("small", 10_000, 2, 4, "full", *small, peak, gmmx_max_gb=gb)
 
 
 if __name__ == "__main__":

@@ -152,11 +152,11 @@ def test_old_faithful_matches_sklearn(covariance_type):
 
 
 def test_stopping_rule_is_sklearns_absolute_change():
-    # With a large covariance floor EM's first step lowers the log-likelihood (by ~0.01
+    # With a large covariance floor EM's first step lowers the log-likelihood (by ~0.003
     # nats/point here): scikit-learn's rule |change| < tol keeps going; a signed rule
     # (change < tol) would stop after one iteration.
     x = load_old_faithful()
-    reg = 1.0
+    reg = 3.0
     p0 = initialize(jax.random.key(0), x, num_components=2, reg_covar=reg)
     ours = fit_em_from(p0, x, tol=1e-3, max_iter=200, reg_covar=reg)
     assert float(ours.trace[1]) < float(ours.trace[0]) - 1e-3  # the decrease is there
@@ -354,3 +354,37 @@ def test_chunked_pass_equals_single_pass():
         np.testing.assert_allclose(a, b, atol=1e-5 * float(np.max(np.abs(b))))
     res = fit_em_from(p0, tiled, max_iter=5, tol=-np.inf)
     np.testing.assert_allclose(res.log_likelihood, mean_log_likelihood(res.params, x), atol=1e-5)
+
+
+def _digits_pca10():
+    from sklearn.datasets import load_digits
+    from sklearn.decomposition import PCA
+
+    return PCA(10, random_state=0).fit_transform(load_digits().data)
+
+
+def test_default_start_reaches_sklearns_default_optimum():
+    # The default start (greedy k-means++ then Lloyd to convergence, in the data's units)
+    # against scikit-learn's default (init_params="kmeans"), 5 restarts each, fixed seeds, on
+    # the PCA-10 digits with diagonal covariances at K = 2, where plain k-means++ seeds without
+    # Lloyd iterations (the default before) end in a lower optimum (-35.54 against -35.41
+    # nats/point, bench/gmm_defaults.py). Both run EM to tol=1e-9 nats/point, so each ends
+    # within ~1e-8 of its local maximum: a gap beyond 1e-6 is a worse maximum, not the
+    # stopping rule. Float64, as scikit-learn.
+    with jax.enable_x64(True):
+        x = _digits_pca10()
+        settings = dict(num_components=2, covariance_type="diag", num_restarts=5)
+        sk = SkGMM(2, covariance_type="diag", n_init=5, random_state=0, tol=1e-9, max_iter=2000)
+        sk_ll = sk.fit(x).score(x)
+        ours = fit_em(jax.random.key(0), x, tol=1e-9, max_iter=2000, **settings)
+        assert float(ours.log_likelihood) >= sk_ll - 1e-6
+        before = fit_em(
+            jax.random.key(0),
+            x,
+            tol=1e-9,
+            max_iter=2000,
+            kmeans_iters=0,
+            kmeans_local_trials=1,
+            **settings,
+        )
+        assert float(before.log_likelihood) < sk_ll - 0.05  # the test can fail

@@ -10,7 +10,7 @@ from lvm.fit import selection
 from lvm.fit.em import EMResult, em_step, fit_em, fit_em_from
 from lvm.fit.gradient import GradientInfo, GradientState, fit_gradient, make_gradient_step
 from lvm.fit.initialization import initialize
-from lvm.fit.kmeans import kmeans, kmeans_plusplus
+from lvm.fit.kmeans import kmeans, kmeans_objective, kmeans_plusplus
 from lvm.fit.selection import (
     aic,
     bic,
@@ -32,6 +32,7 @@ __all__ = [
     "fit_gradient",
     "initialize",
     "kmeans",
+    "kmeans_objective",
     "kmeans_plusplus",
     "make_gradient_step",
     "mean_log_likelihood",

@@ -43,7 +43,7 @@ from lvm._checks import check_choice, check_non_negative, check_not_nan, check_p
 from lvm.fit import _expfam as ef
 from lvm.fit import _standardize as stdz
 from lvm.fit._data import check_finite_result, check_mixture_data
-from lvm.fit.initialization import initial
+from lvm.fit.initialization import initial, kmeans_setting
 from lvm.models.gmm import COVARIANCE_TYPES, GaussianMixture
 from lvm.sharding import host_value
 from lvm.types import Key, Scalar
@@ -118,14 +118,14 @@ def _fit_impl(
     covariance_type,
     max_iter,
     restarts,
-    kiters,
+    kmeans,
     layout,
 ):
     weight = jnp.ones(x.shape[0], x.dtype) if weight is None else weight
     a, phi, weight, reg = ef.prepare(x, weight, reg_covar, covariance_type, layout)
 
     def one_restart(k):
-        p0 = initial(k, phi, weight, reg, num_components, covariance_type, kiters, layout)
+        p0 = initial(k, phi, weight, reg, a.scale, num_components, covariance_type, kmeans, layout)
         return _run(p0, phi, weight, reg, tol, max_iter, layout)
 
     keys = jax.random.split(key, restarts)
@@ -170,7 +170,7 @@ _fit_jit = jax.jit(
         "covariance_type",
         "max_iter",
         "restarts",
-        "kiters",
+        "kmeans",
         "layout",
     ),
 )
@@ -260,13 +260,17 @@ def fit_em(
     max_iter: int = 100,
     reg_covar: float = 1e-6,
     sample_weight: Float[ArrayLike, " N"] | None = None,
-    kmeans_iters: int = 0,
+    kmeans_iters: int = 300,
+    kmeans_local_trials: int | None = None,
 ) -> EMResult:
     """Fit a K-component mixture by EM from k-means++ initialisations, best of several restarts.
 
-    Each restart draws k-means++ centres (optionally refined by ``kmeans_iters``
-    Lloyd iterations) from its own key ``split(key, num_restarts)[r]``, assigns
-    every point to its nearest centre and takes one M-step; then EM runs until
+    Each restart starts as scikit-learn's ``init_params="kmeans"``: greedy k-means++
+    centres from its own key ``split(key, num_restarts)[r]``, refined by Lloyd's
+    iterations until no assignment changes (or the centres move less than 1e-4 of the
+    data's mean variance, or ``kmeans_iters`` iterations), k-means in the data's own
+    units; every point goes to its nearest centre and one M-step fits the hard
+    clusters (:func:`lvm.fit.initialize`). Then EM runs until
     :math:`|\\ell_t - \\ell_{t-1}| <` ``tol`` nats/point or ``max_iter`` iterations. All
     restarts run at once (``vmap``), in one jit-compiled call; the one with the
     highest final log-likelihood is returned.
@@ -282,7 +286,9 @@ def fit_em(
         max_iter: most EM iterations (also the length of ``trace``).
         reg_covar: covariance floor epsilon (as scikit-learn's).
         sample_weight: optional non-negative weights, (N,).
-        kmeans_iters: Lloyd iterations after k-means++ seeding (0: seeds only).
+        kmeans_iters: most Lloyd iterations after the seeding (0: seeds only).
+        kmeans_local_trials: candidates per k-means++ centre, the best kept (``None``:
+            scikit-learn's 2 + floor(log K); 1: plain k-means++).
 
     Returns:
         :class:`EMResult`. Raises ``ValueError`` when every restart failed (a non-finite
@@ -303,7 +309,7 @@ def fit_em(
         covariance_type=covariance_type,
         max_iter=max_iter,
         restarts=restarts,
-        kiters=int(kmeans_iters),
+        kmeans=kmeans_setting(kmeans_iters, kmeans_local_trials),
         layout=ef.row_layout(x),
     )
     return _checked(result, reg_covar, tol)
