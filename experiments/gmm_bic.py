@@ -14,6 +14,17 @@ an ellipse along the within-cluster correlation, so their BIC minimum sits highe
 (2332.3) and at a larger K (4; K = 3 is within 0.3). AIC, with its lighter penalty,
 keeps falling to K = 4-6.
 
+Known problem (open): the committed figure was made with the previous default start of
+``fit_em`` (plain k-means++ seeds). With today's default (seeds refined by Lloyd to
+convergence) a rerun gives the same full-covariance K = 1, 2 (BIC 2607.6, 2322.2), lower
+maxima for full K >= 3 (K = 3: -4.115 against -4.097 nats/point), and, with diagonal
+covariances at K = 5, a degenerate fit: one component collapses onto the 14 eruptions whose
+waiting time is exactly 83 minutes (waits are whole minutes; that component's waiting s.d.
+is 0.003 min), a likelihood spike capped only by ``reg_covar`` that BIC scores as the best
+model (2254.1). Pinning the old start does not cure it (diagonal K = 6 then collapses).
+Until restarts whose components fall below the data's resolution are rejected, this figure
+is not regenerated.
+
 Reproduce: ``python experiments/gmm_bic.py`` (``just figures`` runs it); about 50 s on
 the 2-core CPU (one compilation per K and covariance type). ``--quick``: K = 1..3,
 2 restarts; ``--seed``; ``--out-dir``.
