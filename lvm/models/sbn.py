@@ -32,7 +32,7 @@ from jaxtyping import Array, Float
 from lvm._checks import check_shape
 from lvm.distributions import Bernoulli, WithBaseline
 from lvm.joint import Joint
-from lvm.models.vae import _ACTIVATIONS, _MLP, _softplus
+from lvm.models.vae import _ACTIVATIONS, _MLP, bernoulli_log_likelihood
 from lvm.types import Key, Scalar
 
 
@@ -153,8 +153,7 @@ class BernoulliVAE(eqx.Module):
     ) -> Scalar:
         r""":math:`\log p(x \mid z) = \sum_j x_j \ell_j - \log(1 + e^{\ell_j})`, :math:`\ell = f_\theta(z)`."""
         check_shape(x, (self.config.data_dim,), "x")
-        logits = self.decode(z)
-        return jnp.sum(x * logits - _softplus(logits))
+        return bernoulli_log_likelihood(x, self.decode(z))
 
     @property
     def log_joint(self) -> Joint:

@@ -41,6 +41,14 @@ def _softplus(x: Float[Array, "..."]) -> Float[Array, "..."]:
     return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
+def bernoulli_log_likelihood(
+    x: Float[Array, " data_dim"], logits: Float[Array, " data_dim"]
+) -> Scalar:
+    r""":math:`\sum_j x_j \ell_j - \log(1 + e^{\ell_j})`: the log-probability of pixels ``x`` in
+    [0, 1] under independent Bernoullis with logits :math:`\ell` (the decoders' likelihood)."""
+    return jnp.sum(x * logits - _softplus(logits))
+
+
 @dataclass(frozen=True)
 class VAEConfig:
     """Architecture of a :class:`VAE`; hashable, so it is a static field of the model.
@@ -420,8 +428,7 @@ class VAE(eqx.Module):
         check_shape(x, (self.config.data_dim,), "x")
         if self.config.likelihood == "gaussian":
             return self.observation(z).log_prob(x)
-        logits = self.decode(z)
-        return jnp.sum(x * logits - _softplus(logits))
+        return bernoulli_log_likelihood(x, self.decode(z))
 
     @property
     def log_joint(self) -> Joint:

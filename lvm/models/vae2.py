@@ -29,7 +29,7 @@ from jaxtyping import Array, Float
 from lvm._checks import check_shape
 from lvm.distributions import DiagonalNormal
 from lvm.joint import Joint
-from lvm.models.vae import _ACTIVATIONS, _MLP, _SCALES, _softplus
+from lvm.models.vae import _ACTIVATIONS, _MLP, _SCALES, bernoulli_log_likelihood
 from lvm.types import Key, Scalar
 
 
@@ -215,8 +215,7 @@ class TwoLayerVAE(eqx.Module):
     ) -> Scalar:
         r""":math:`\log p(x \mid z_1) = \sum_j x_j \ell_j - \log(1 + e^{\ell_j})`, :math:`\ell = f_\theta(z_1)`."""
         check_shape(x, (self.config.data_dim,), "x")
-        logits = self.decode(z)
-        return jnp.sum(x * logits - _softplus(logits))
+        return bernoulli_log_likelihood(x, self.decode(z))
 
     @property
     def log_joint(self) -> Joint:
