@@ -12,24 +12,15 @@ import numpy as np
 import pytest
 import scipy.special
 import scipy.stats
+from _numpy_reference import np_mlp
 
 import lvm
 from lvm.models.vae import VAE, VAEConfig, VampPrior, init_pseudo_inputs
 from lvm.train import TrainConfig, load_model, train
 
 
-def _np_mlp(mlp, h: np.ndarray) -> np.ndarray:
-    """The library's ``_MLP`` (tanh between affine layers) in float64 NumPy."""
-    layers = mlp.layers
-    for layer in layers:
-        h = h @ np.asarray(layer.weight, np.float64).T + np.asarray(layer.bias, np.float64)
-        if layer is not layers[-1]:
-            h = np.tanh(h)
-    return h
-
-
 def _np_encode(model: VAE, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    loc, raw = np.split(_np_mlp(model.encoder, x), 2, axis=-1)
+    loc, raw = np.split(np_mlp(model.encoder, x), 2, axis=-1)
     return loc, np.logaddexp(0.0, raw)  # softplus
 
 

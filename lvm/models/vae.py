@@ -41,6 +41,21 @@ def _softplus(x: Float[Array, "..."]) -> Float[Array, "..."]:
     return jnp.maximum(x, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
+def validate_pixels(
+    x: np.ndarray, data_dim: int, name: str = "x", *, bernoulli: bool = True, hint: str = ""
+) -> np.ndarray:
+    """A data set a pixel model can score: shape (N, data_dim), and for a Bernoulli likelihood
+    values in [0, 1]; ``ValueError`` naming ``name`` otherwise (``hint`` ends the message)."""
+    if x.ndim != 2 or x.shape[1] != data_dim:
+        raise ValueError(f"{name} must have shape (N, {data_dim}) for this model, got {x.shape}")
+    if bernoulli and (x.min() < 0.0 or x.max() > 1.0):
+        raise ValueError(
+            f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a "
+            f"Bernoulli likelihood needs pixel intensities in [0, 1]{hint}"
+        )
+    return x
+
+
 def bernoulli_log_likelihood(
     x: Float[Array, " data_dim"], logits: Float[Array, " data_dim"]
 ) -> Scalar:
@@ -376,17 +391,14 @@ class VAE(eqx.Module):
 
     def validate_data(self, x: np.ndarray, name: str = "x") -> np.ndarray:
         """A data set this model can score: shape (N, data_dim); for Bernoulli pixels, values in [0, 1]."""
-        if x.ndim != 2 or x.shape[1] != self.config.data_dim:
-            raise ValueError(
-                f"{name} must have shape (N, {self.config.data_dim}) for this VAE, got {x.shape}"
-            )
-        if self.config.likelihood == "bernoulli" and (x.min() < 0.0 or x.max() > 1.0):
-            raise ValueError(
-                f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a "
-                "Bernoulli likelihood needs pixel intensities in [0, 1]; binarize or rescale "
-                "the data, or use VAEConfig(likelihood='gaussian') for real-valued data"
-            )
-        return x
+        return validate_pixels(
+            x,
+            self.config.data_dim,
+            name,
+            bernoulli=self.config.likelihood == "bernoulli",
+            hint="; binarize or rescale the data, or use VAEConfig(likelihood='gaussian') for "
+            "real-valued data",
+        )
 
     def decode(self, z: Float[Array, " latent_dim"]) -> Float[Array, " outputs"]:
         """The decoder's raw output: Bernoulli logits (``data_dim``), or for a Gaussian

@@ -29,7 +29,7 @@ from jaxtyping import Array, Float
 from lvm._checks import check_shape
 from lvm.distributions import DiagonalNormal
 from lvm.joint import Joint
-from lvm.models.vae import _ACTIVATIONS, _MLP, _SCALES, bernoulli_log_likelihood
+from lvm.models.vae import _ACTIVATIONS, _MLP, _SCALES, bernoulli_log_likelihood, validate_pixels
 from lvm.types import Key, Scalar
 
 
@@ -190,16 +190,7 @@ class TwoLayerVAE(eqx.Module):
 
     def validate_data(self, x: np.ndarray, name: str = "x") -> np.ndarray:
         """A data set this model can score: shape (N, data_dim), values in [0, 1]."""
-        if x.ndim != 2 or x.shape[1] != self.config.data_dim:
-            raise ValueError(
-                f"{name} must have shape (N, {self.config.data_dim}) for this model, got {x.shape}"
-            )
-        if x.min() < 0.0 or x.max() > 1.0:
-            raise ValueError(
-                f"{name} has values outside [0, 1] (min {x.min():g}, max {x.max():g}): a "
-                "Bernoulli likelihood needs pixel intensities in [0, 1]"
-            )
-        return x
+        return validate_pixels(x, self.config.data_dim, name)
 
     def decode(self, z: Float[Array, " latent_dim"]) -> Float[Array, " data_dim"]:
         """Bernoulli logits :math:`f_\\theta(z_1)` of :math:`p(x \\mid z_1)`; reads z1 of z."""
